@@ -1,0 +1,51 @@
+# Two commands for users: `make book` and `make test`. `make bench` measures (see benchmarks/README.md).
+# Everything runs from the repository's own .venv; set-up is redone only when the lock file changes.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export MPLBACKEND := Agg
+# Pinned thread count: the notebooks' printed numbers were produced with it.
+export OMP_NUM_THREADS ?= 2
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: book test unit notebooks grader-tests book-strict browser bench exercises clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --requirement requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --editable .
+	@touch $(STAMP)
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . --path-output .
+	@echo "Book built: file://$(CURDIR)/_build/html/index.html"
+
+# Everything that must hold. Each part runs even when an earlier one fails; the target fails if any did.
+test: $(STAMP)
+	@status=0; \
+	$(MAKE) --no-print-directory unit || status=1; \
+	$(MAKE) --no-print-directory notebooks || status=1; \
+	$(MAKE) --no-print-directory book-strict || status=1; \
+	exit $$status
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests --cov=rectifiers --cov-report=term --cov-fail-under=95
+
+notebooks: $(STAMP)
+	$(BIN)/python -m pytest --nbval chapters solutions --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+book-strict: $(STAMP)
+	$(BIN)/jupyter-book build . --path-output . -W -n --keep-going
+
+exercises: $(STAMP)
+	$(BIN)/make-exercises
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf _build .jupyter_cache
