@@ -30,10 +30,15 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory unit || status=1; \
 	$(MAKE) --no-print-directory notebooks || status=1; \
 	$(MAKE) --no-print-directory book-strict || status=1; \
+	$(MAKE) --no-print-directory browser || status=1; \
 	exit $$status
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests --cov=rectifiers --cov-report=term --cov-fail-under=95
+	$(BIN)/python -m pytest tests -m "not browser" --cov=rectifiers --cov-report=term --cov-fail-under=95
+
+# Needs the built book (book-strict runs first in `make test`).
+browser: $(STAMP)
+	$(BIN)/python -m pytest tests -m browser -p no:cacheprovider
 
 notebooks: $(STAMP)
 	$(BIN)/python -m pytest --nbval chapters solutions --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
