@@ -12,7 +12,7 @@ export MPLBACKEND := Agg
 export OMP_NUM_THREADS ?= 2
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test unit notebooks grader-tests book-strict browser bench exercises clean
+.PHONY: book test unit notebooks grader-tests book-strict browser chromium bench exercises clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,8 +37,19 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest tests -m "not browser" --cov=rectifiers --cov-report=term --cov-fail-under=95
 
 # Needs the built book (book-strict runs first in `make test`).
-browser: $(STAMP)
+# Screenshots of every chapter page go to _build/screenshots/.
+browser: $(STAMP) chromium
 	$(BIN)/python -m pytest tests -m browser -p no:cacheprovider
+
+# The browser tests drive Debian's Chromium (never a downloaded browser). Install it where it is
+# missing and we can (root with apt-get, as on CI); elsewhere the tests find another Chromium or
+# Chrome, or skip loudly (fail under RECTIFIERS_REQUIRE_BROWSER=1).
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	else echo "make: no /usr/bin/chromium and not root with apt-get: not installing it"; fi
 
 notebooks: $(STAMP)
 	$(BIN)/python -m pytest --nbval chapters solutions --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider

@@ -1,0 +1,247 @@
+"""The rules the book's pages are held to, each shown to catch a bad example.
+
+``tests/test_browser.py`` and ``tests/test_links.py`` apply these rules to the built book; here
+they run on small hand-made inputs, with no book and no browser, so every check is seen to fail
+when it should.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from pathlib import Path
+
+import pytest
+from browser_helpers import (
+    alt_text_problem,
+    browser_required,
+    chapter_docnames,
+    cite_keys,
+    crawl,
+    find_chromium,
+    heading_order_problems,
+    is_chapter_notebook,
+    missing_build_message,
+    normalise_text,
+    output_problem,
+    serve_directory,
+    solution_docnames,
+    source_file,
+    toc_docnames,
+    toc_problems,
+)
+
+
+def test_toc_docnames_lists_every_page_in_order_without_suffixes(tmp_path: Path) -> None:
+    toc = tmp_path / "_toc.yml"
+    toc.write_text(
+        "format: jb-book\nroot: chapters/intro\nparts:\n"
+        "  - caption: Chapters\n    chapters:\n"
+        "      - file: chapters/01_motivation.ipynb\n"
+        "        sections:\n          - file: chapters/01a_detail\n"
+        "      - file: chapters/01_motivation\n"  # a repeat is listed once
+        "  - caption: Exercises\n    chapters:\n      - file: solutions/01_motivation\n"
+        "      - url: https://example.org\n        title: elsewhere\n"
+    )
+    assert toc_docnames(toc) == [
+        "chapters/intro",
+        "chapters/01_motivation",
+        "chapters/01a_detail",
+        "solutions/01_motivation",
+    ]
+
+
+def test_toc_docnames_rejects_a_toc_without_root(tmp_path: Path) -> None:
+    toc = tmp_path / "_toc.yml"
+    toc.write_text("format: jb-book\nchapters: []\n")
+    with pytest.raises(ValueError, match="root"):
+        toc_docnames(toc)
+
+
+def test_page_groups() -> None:
+    names = ["chapters/intro", "chapters/01_motivation", "solutions/01_motivation", "genindex"]
+    assert chapter_docnames(names) == names[:3]
+    assert solution_docnames(names) == ["solutions/01_motivation"]
+    assert is_chapter_notebook("chapters/01_motivation")
+    assert not is_chapter_notebook("chapters/intro")
+    assert not is_chapter_notebook("solutions/01_motivation")
+
+
+def test_source_file_finds_the_page_source(tmp_path: Path) -> None:
+    (tmp_path / "chapters").mkdir()
+    (tmp_path / "chapters" / "01_x.ipynb").write_text("{}")
+    assert source_file(tmp_path, "chapters/01_x") == tmp_path / "chapters" / "01_x.ipynb"
+    assert source_file(tmp_path, "chapters/02_y") is None
+
+
+def test_missing_build_message_names_the_fix(tmp_path: Path) -> None:
+    assert "make book" in missing_build_message(tmp_path)
+    (tmp_path / "index.html").write_text("<html></html>")
+    assert missing_build_message(tmp_path) is None
+
+
+@pytest.mark.parametrize(
+    "alt",
+    [
+        "Leaky ReLU and ReLU on [-3, 3]: the leaky one keeps a slope of 0.1 below zero",
+        "Fraction of dead units per layer",
+    ],
+)
+def test_real_alt_text_passes(alt: str) -> None:
+    assert alt_text_problem(alt, "../_images/3f2a9c0d.png") is None
+
+
+@pytest.mark.parametrize(
+    ("alt", "src", "reason"),
+    [
+        (None, "a.png", "no alt attribute"),
+        ("", "a.png", "empty"),
+        ("   ", "a.png", "empty"),
+        ("../_images/3f2a9c0d41b2e7aa.png", "../_images/3f2a9c0d41b2e7aa.png", "file name"),
+        ("plot.png", "x.png", "file name"),
+        ("relu_curve", "../_images/relu_curve", "file name"),
+        ("3f2a9c0d41b2e7aa", "x.png", "hash"),
+        ("image", "x.png", "generic"),
+        ("Figure 2", "x.png", "generic"),
+        ("-- 1 --", "x.png", "no words"),
+    ],
+)
+def test_bad_alt_text_is_caught(alt: str | None, src: str, reason: str) -> None:
+    problem = alt_text_problem(alt, src)
+    assert problem is not None and reason in problem
+
+
+def test_heading_order() -> None:
+    assert heading_order_problems([(1, "T"), (2, "a"), (3, "b"), (2, "c"), (3, "d"), (4, "e")]) == []
+    assert "first heading is h2" in heading_order_problems([(2, "a"), (3, "b")])[0]
+    assert "h3 skipped" in heading_order_problems([(1, "T"), (2, "a"), (4, "b")])[0]
+    assert "h2 skipped" in heading_order_problems([(1, "T"), (3, "b")])[0]
+    assert "more than one h1" in heading_order_problems([(1, "T"), (2, "a"), (1, "U")])[0]
+    assert heading_order_problems([]) == ["the article has no heading"]
+
+
+def test_toc_problems_names_each_missing_section() -> None:
+    headings = [(1, "Title", "title"), (2, "Why", "why"), (3, "How", "how"), (4, "Deep", "deep")]
+    assert toc_problems(headings, {"why", "how"}) == []
+    missing = toc_problems(headings, {"why"})
+    assert len(missing) == 1 and "'How'" in missing[0]
+    assert "no anchor" in toc_problems([(2, "Raw", "")], set())[0]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Traceback (most recent call last):", "ValueError: negative_slope must be >= 0", "Error"],
+)
+def test_output_problem_catches_errors(text: str) -> None:
+    assert output_problem(text) is not None
+
+
+@pytest.mark.parametrize("text", ["mean squared error 0.031", "tensor([0.1, 2.0])", "errors: 0"])
+def test_output_problem_passes_ordinary_output(text: str) -> None:
+    assert output_problem(text) is None
+
+
+def test_cite_keys_reads_myst_and_rest_roles() -> None:
+    text = (
+        "ReLU {cite:p}`nair2010rectified, glorot2011deep` and {cite}`maas2013rectifier`; "
+        "{cite:t}`{see}he2015delving{p. 3}` and :cite:p:`xu2015empirical`."
+    )
+    assert cite_keys(text) == [
+        "nair2010rectified",
+        "glorot2011deep",
+        "maas2013rectifier",
+        "he2015delving",
+        "xu2015empirical",
+    ]
+    assert cite_keys("no citations, just `code`") == []
+
+
+def test_normalise_text_ignores_case_and_punctuation() -> None:
+    assert normalise_text("Delving Deep into {ImageNet}: 2015!") == "delvingdeepintoimagenet2015"
+
+
+def _site(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def test_crawl_passes_a_consistent_site_and_counts_external_links(tmp_path: Path) -> None:
+    site = _site(
+        tmp_path,
+        {
+            "index.html": '<meta http-equiv="Refresh" content="0; url=chapters/intro.html" />',
+            "chapters/intro.html": (
+                '<h1 id="top">Intro</h1><a href="#top">self</a> <a href="api.html#f">f</a> '
+                '<a href="../_static/s.css?v=1">css</a> <img src="../_images/a%20b.png" alt="x"> '
+                '<a href="https://example.org/x">out</a> <a href="mailto:a@b.c">mail</a> '
+                '<a href="#">menu</a> <a href="../sub/">dir</a> <a href="api.html#old">old</a>'
+            ),
+            "chapters/api.html": '<dt id="f">f</dt><a name="old"></a>',
+            "_static/s.css": "body {}",
+            "_static/vendor.html": '<a href="missing.html">not ours</a>',
+            "_images/a b.png": "png",
+            "sub/index.html": "<p>sub</p>",
+        },
+    )
+    report = crawl(site)
+    assert report.broken == []
+    assert report.pages == 4  # _static is not crawled
+    assert report.external == {"https://example.org/x"}
+    assert report.anchors == 3
+    assert report.internal == 7
+
+
+def test_crawl_finds_missing_pages_files_and_anchors(tmp_path: Path) -> None:
+    site = _site(
+        tmp_path,
+        {
+            "index.html": '<meta http-equiv="refresh" content="0; url=gone.html">',
+            "a.html": (
+                '<a href="b.html#nope">x</a> <a href="#also-nope">y</a> '
+                '<script src="_static/missing.js"></script> <a href="s.css#x">z</a>'
+            ),
+            "b.html": '<p id="yes">b</p>',
+            "s.css": "",
+        },
+    )
+    broken = crawl(site).broken
+    assert len(broken) == 5, broken
+    assert any("gone.html" in item for item in broken)
+    assert any("id='nope'" in item for item in broken)
+    assert any("id='also-nope'" in item for item in broken)
+    assert any("missing.js" in item for item in broken)
+    assert any("non-HTML" in item for item in broken)
+
+
+def test_serve_directory_serves_on_loopback_then_stops(tmp_path: Path) -> None:
+    (tmp_path / "hello.html").write_text("<p>hello</p>")
+    with serve_directory(tmp_path) as base_url:
+        assert base_url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(base_url + "hello.html", timeout=5) as response:
+            assert response.read() == b"<p>hello</p>"
+    with pytest.raises(OSError):
+        urllib.request.urlopen(base_url + "hello.html", timeout=5)
+
+
+def test_find_chromium_prefers_chromium_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHROMIUM_PATH", "/opt/my/chrome")
+    assert find_chromium() == "/opt/my/chrome"
+    monkeypatch.delenv("CHROMIUM_PATH")
+    monkeypatch.setenv("PATH", "")
+    expected = "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None
+    assert find_chromium() == expected
+
+
+@pytest.mark.parametrize(("value", "required"), [("", False), ("0", False), ("1", True)])
+def test_browser_required(monkeypatch: pytest.MonkeyPatch, value: str, required: bool) -> None:
+    monkeypatch.setenv("RECTIFIERS_REQUIRE_BROWSER", value)
+    assert browser_required() is required
+
+
+def test_browser_required_rejects_other_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECTIFIERS_REQUIRE_BROWSER", "yes")
+    with pytest.raises(ValueError, match="RECTIFIERS_REQUIRE_BROWSER"):
+        browser_required()
