@@ -20,6 +20,13 @@ def _describe(value: object) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
+def check_tensor(name: str, value: object) -> torch.Tensor:
+    """``value`` must be a ``torch.Tensor`` (of any dtype)."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {_describe(value)}")
+    return value
+
+
 def check_float_tensor(name: str, value: object) -> torch.Tensor:
     """``value`` must be a floating-point ``torch.Tensor``."""
     if not isinstance(value, torch.Tensor):
