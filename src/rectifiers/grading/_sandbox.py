@@ -1,0 +1,254 @@
+"""Linux confinement for one submission's process: namespaces, mounts, limits, privileges.
+
+Only the grader's trusted fork path (:mod:`rectifiers.grading._zygote`) calls these, in a child
+that has not run any submission code yet. Each step is a thin wrapper over a system call, so that
+what the sandbox does is visible here:
+
+- :func:`unshare`: new PID, network, IPC and mount namespaces (plus a user namespace when the
+  grader is not root), so the submission's processes die with it and it has no network;
+- :func:`isolate_filesystem`: inside the new mount namespace, every mount becomes read-only except
+  the job's working directory, the submissions and output folders are covered by empty mounts,
+  and ``/proc`` shows only the job's processes;
+- :func:`apply_limits`: address space, CPU time, file size, open files, processes, no core dumps;
+- :func:`drop_privileges` / :func:`drop_capabilities`: an unprivileged uid (as root) or no
+  capabilities (in a user namespace), and ``no_new_privs``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import signal
+import stat
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+#: The namespaces every job gets when they are available.
+JOB_NAMESPACES = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+AT_FDCWD = -100
+AT_RECURSIVE = 0x8000
+SYS_MOUNT_SETATTR = 442  # the same number on x86_64 and aarch64
+
+PR_SET_PDEATHSIG = 1
+PR_SET_SECUREBITS = 28
+PR_SET_NO_NEW_PRIVS = 38
+SECBIT_NOROOT = 1 << 0
+SECBIT_NOROOT_LOCKED = 1 << 1
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class SandboxError(OSError):
+    """A confinement step failed."""
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise SandboxError(err, f"{what}: {os.strerror(err)}")
+
+
+def unshare(flags: int) -> None:
+    """``unshare(2)``: move this process into new namespaces (PID: its next child is their init)."""
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def map_ids(outer_uid: int, outer_gid: int) -> None:
+    """In a fresh user namespace, map root inside to the grader's own uid and gid outside."""
+    for name, text in (("setgroups", "deny"), ("uid_map", f"0 {outer_uid} 1"), ("gid_map", f"0 {outer_gid} 1")):
+        with open(f"/proc/self/{name}", "w") as handle:
+            handle.write(text)
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    """``mount(2)``."""
+    encode = lambda s: None if s is None else s.encode()  # noqa: E731
+    _check(
+        _libc.mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)),
+        f"mount {target}",
+    )
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+def mount_setattr(path: str, attr_set: int = 0, attr_clr: int = 0, recursive: bool = True) -> None:
+    """``mount_setattr(2)`` (Linux 5.12+): change the flags of the mount at ``path`` (and below)."""
+    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    flags = AT_RECURSIVE if recursive else 0
+    result = _libc.syscall(
+        ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(AT_FDCWD), path.encode(), ctypes.c_uint(flags),
+        ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
+    )
+    _check(0 if result == 0 else -1, f"mount_setattr {path}")
+
+
+def closed_ancestor(path: str) -> str | None:
+    """The first folder on the way to ``path`` that other users cannot pass through, if any."""
+    current = "/"
+    for part in [p for p in os.path.abspath(path).split(os.sep) if p]:
+        current = os.path.join(current, part)
+        try:
+            info = os.stat(current)
+        except OSError:
+            return None
+        if not stat.S_ISDIR(info.st_mode):
+            return None
+        if not info.st_mode & stat.S_IXOTH:
+            return current
+    return None
+
+
+def _expose(paths: list[str], stage: str) -> None:
+    """Make ``paths`` reachable for other users when a parent folder is closed to them.
+
+    Each closed folder is covered by an empty tmpfs (its other contents stay hidden) into which
+    the needed paths are moved back as bind mounts. Used for a Python installed in a private home
+    (``/root/.pyenv``) when the submission runs as an unprivileged uid.
+    """
+    groups: dict[str, list[str]] = {}
+    for path in sorted(set(paths)):
+        ancestor = closed_ancestor(path)
+        if ancestor is not None and os.path.isdir(path):
+            group = groups.setdefault(ancestor, [])
+            if not any(path == p or path.startswith(p + os.sep) for p in group):
+                group.append(path)
+    for number, (ancestor, group) in enumerate(sorted(groups.items())):
+        if (stage + os.sep).startswith(ancestor + os.sep):
+            continue  # covering it would cover the job's own folder
+        staged = []
+        for index, path in enumerate(group):
+            place = os.path.join(stage, f"{number}-{index}")
+            os.makedirs(place, mode=0o700)
+            mount(path, place, None, MS_BIND | MS_REC)
+            staged.append((path, place))
+        mount("tmpfs", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
+        for path, place in staged:
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            mount(place, path, None, MS_MOVE)
+            os.rmdir(place)
+
+
+def isolate_filesystem(workdir: str, hidden: list[str], new_proc: bool, expose: list[str] = ()) -> None:
+    """Read-only view of every mount except ``workdir``; ``hidden`` folders covered by empty mounts.
+
+    Must run in a new mount namespace (and, for ``new_proc``, in the new PID namespace). The
+    first step makes every mount private, so nothing here reaches the host's mount table.
+    ``expose`` lists folders the submission must be able to read (the Python installation);
+    see :func:`_expose`.
+    """
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    mount(workdir, workdir, None, MS_BIND | MS_REC)
+    if expose:
+        stage = os.path.join(workdir, ".expose")
+        os.mkdir(stage, 0o700)
+        _expose(list(expose), stage)
+        os.rmdir(stage)
+    for path in hidden:
+        mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
+    mount_setattr("/", attr_set=MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID)
+    mount_setattr(workdir, attr_clr=MOUNT_ATTR_RDONLY)
+    if new_proc:
+        try:
+            mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        except SandboxError:
+            pass  # a container may forbid a second proc mount; the outer /proc is read-only anyway
+
+
+def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
+    """Die with ``sig`` when the parent process dies (cleared by uid changes: call after them)."""
+    _check(_libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(sig), 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+
+
+def set_no_new_privs() -> None:
+    """No set-uid or file-capability gains for this process and its children, ever."""
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def drop_capabilities() -> None:
+    """Empty effective, permitted and inheritable capability sets (ambient ones go with them).
+
+    For root inside a user namespace: first lock ``SECBIT_NOROOT``, so that running a program as
+    uid 0 there does not hand the capabilities back.
+    """
+    _check(
+        _libc.prctl(PR_SET_SECUREBITS, ctypes.c_ulong(SECBIT_NOROOT | SECBIT_NOROOT_LOCKED), 0, 0, 0),
+        "prctl(PR_SET_SECUREBITS)",
+    )
+    header = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+def drop_privileges(uid: int, gid: int) -> None:
+    """Become ``uid``/``gid`` with no supplementary groups, irreversibly (from root)."""
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
+        raise SandboxError(0, "the uid/gid change did not take")
+    try:
+        os.setuid(0)
+    except PermissionError:
+        return
+    raise SandboxError(0, "root could be regained after dropping privileges")
+
+
+def count_processes(uid: int) -> int:
+    """Processes (and threads' leaders) currently owned by ``uid``, from ``/proc``."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    count += 1
+            except OSError:
+                continue
+    return count
+
+
+def apply_limits(memory_bytes: int, file_bytes: int, cpu_seconds: int, open_files: int, processes: int | None) -> None:
+    """Resource limits for the submission (soft = hard, so it cannot raise them again)."""
+    limits = [
+        (resource.RLIMIT_AS, memory_bytes),
+        (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_FSIZE, file_bytes),
+        (resource.RLIMIT_NOFILE, open_files),
+    ]
+    if processes is not None:
+        limits.append((resource.RLIMIT_NPROC, processes))
+    for which, value in limits:
+        resource.setrlimit(which, (value, value))
+    # SIGXCPU at the soft limit, SIGKILL at the hard one: a process that outlives the job still stops.
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))

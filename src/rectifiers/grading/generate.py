@@ -1,0 +1,335 @@
+"""``make-exercises``: generate ``exercises/NN_topic.ipynb`` from ``solutions/NN_topic.ipynb``.
+
+Usage::
+
+    make-exercises [--check] [--solutions DIR] [--exercises DIR]
+
+What changes from a solution notebook to its exercise notebook:
+
+- In code cells, every region from a line ``# BEGIN SOLUTION`` to a line ``# END SOLUTION``
+  becomes one line ``raise NotImplementedError("Exercise <item id>: replace this line with your
+  solution")`` at the indentation of the ``BEGIN`` line; the marker lines disappear. The item id
+  is the cell's ``grading.id`` metadata if set, else the id in the check cell that follows
+  (``check("<item id>", globals())``). A line that mentions ``BEGIN SOLUTION`` or ``END
+  SOLUTION`` without being exactly a marker, an unclosed or nested region, or a region without an
+  item id stops the generation (a solution must never leak by a typo).
+- Cells tagged ``solution`` (markdown rubrics and worked explanations, or code) are dropped.
+- sphinx-exercise gated solutions are dropped whole: from the line opening a ``{solution-start}``
+  directive to the closing fence of the next ``{solution-end}`` directive, across cells (cells in
+  between are dropped, text before the start and after the end is kept). A ``{solution}``
+  directive block inside a markdown cell is cut out of the cell. A markdown cell left empty is
+  dropped.
+- Outputs and execution counts are cleared; cell metadata keeps only ``tags`` and ``grading``;
+  check cells are marked non-editable and non-deletable; notebook metadata becomes a fixed
+  Python 3 kernelspec; the file is written as nbformat 4.5 with sorted keys, one-space indents
+  and a final newline. Generating twice gives byte-identical files.
+
+``--check`` writes nothing: it exits 1 and names every exercise notebook that differs from what
+would be generated, is missing, or has no solution notebook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from . import notebook as nbread
+
+BEGIN = "# BEGIN SOLUTION"
+END = "# END SOLUTION"
+STUB = 'raise NotImplementedError("Exercise {id}: replace this line with your solution")'
+CHECK_CELL = re.compile(r'^check\("([A-Za-z0-9][A-Za-z0-9_.-]{0,63})", globals\(\)\)$')
+CHECK_IMPORT = "from rectifiers.grading import check"
+KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+_CELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_DIRECTIVE = re.compile(r"^\s*(?P<fence>`{3,}|:{3,})\{(?P<name>solution|solution-start|solution-end)\}")
+
+
+class GenerateError(ValueError):
+    """A solution notebook that cannot be turned into an exercise notebook; the message says where."""
+
+
+def check_cell_id(source: str) -> str | None:
+    """The item id if ``source`` is exactly a check cell, else ``None``."""
+    match = CHECK_CELL.match(source.strip())
+    return match.group(1) if match else None
+
+
+def strip_solution_regions(source: str, item_id: str | None, where: str) -> str:
+    """Replace each ``BEGIN``/``END SOLUTION`` region of a code cell by the stub line."""
+    output, inside = [], False
+    for line in source.splitlines(keepends=True):
+        stripped = line.strip()
+        if stripped == BEGIN:
+            if inside:
+                raise GenerateError(f"{where}: nested {BEGIN!r}")
+            if item_id is None:
+                raise GenerateError(
+                    f"{where}: a solution region needs an item id: follow the cell with "
+                    'check("<item id>", globals()) or set the cell metadata {"grading": {"id": ...}}'
+                )
+            inside = True
+            indent = line[: len(line) - len(line.lstrip())]
+            output.append(indent + STUB.format(id=item_id) + ("\n" if line.endswith("\n") else ""))
+        elif stripped == END:
+            if not inside:
+                raise GenerateError(f"{where}: {END!r} without {BEGIN!r}")
+            inside = False
+        elif "BEGIN SOLUTION" in line or "END SOLUTION" in line:
+            raise GenerateError(f"{where}: malformed marker line {stripped!r} (write exactly {BEGIN!r} or {END!r})")
+        elif not inside:
+            output.append(line)
+    if inside:
+        raise GenerateError(f"{where}: {BEGIN!r} is never closed")
+    text = "".join(output)
+    return text[:-1] if text.endswith("\n") and not source.endswith("\n") else text
+
+
+def _is_closing(line: str, fence: str) -> bool:
+    stripped = line.strip()
+    return len(stripped) >= len(fence) and set(stripped) == {fence[0]}
+
+
+class _GatedState:
+    """Where we are with respect to sphinx-exercise solution directives, across cells."""
+
+    def __init__(self) -> None:
+        self.in_gated = False  # between solution-start and solution-end
+        self.fence: str | None = None  # inside a directive block whose closing fence we await
+        self.fence_name = ""
+
+    def markdown(self, source: str, where: str) -> str:
+        kept = []
+        for line in source.splitlines(keepends=True):
+            if self.fence is not None:
+                if _is_closing(line, self.fence):
+                    if self.fence_name == "solution-end":
+                        self.in_gated = False
+                    self.fence = None
+                continue
+            match = _DIRECTIVE.match(line)
+            if match:
+                name = match.group("name")
+                if name == "solution-end" and not self.in_gated:
+                    raise GenerateError(f"{where}: {{solution-end}} without {{solution-start}}")
+                if name == "solution-start":
+                    if self.in_gated:
+                        raise GenerateError(f"{where}: nested {{solution-start}}")
+                    self.in_gated = True
+                self.fence, self.fence_name = match.group("fence"), name
+                continue
+            if not self.in_gated:
+                kept.append(line)
+        return "".join(kept)
+
+
+def _lines(source: str) -> list[str]:
+    return source.splitlines(keepends=True)
+
+
+def generate(solution: dict, where: str = "notebook") -> dict:
+    """The exercise notebook for a parsed solution notebook (see the module docstring)."""
+    cells = nbread.cells(solution)
+    raw_cells = solution["cells"]
+    gated = _GatedState()
+    out: list[dict] = []
+    used_ids: set[str] = set()
+    for position, (cell, raw) in enumerate(zip(cells, raw_cells)):
+        here = f"{where}, cell {cell.index}"
+        if cell.cell_type == "markdown":
+            source = gated.markdown(cell.source, here)
+            if gated.fence is not None:
+                raise GenerateError(f"{here}: a solution directive's fence is not closed in its cell")
+            if "solution" in cell.tags or not source.strip():
+                continue
+        elif gated.in_gated:
+            continue  # a code or raw cell inside a gated solution
+        elif "solution" in cell.tags:
+            continue
+        else:
+            source = cell.source
+        metadata: dict[str, Any] = {}
+        tags = [t for t in cell.tags if t != "solution"]
+        if tags:
+            metadata["tags"] = tags
+        if isinstance(raw.get("metadata", {}).get("grading"), dict):
+            metadata["grading"] = raw["metadata"]["grading"]
+        new: dict[str, Any] = {"cell_type": cell.cell_type, "metadata": metadata}
+        if cell.cell_type == "code":
+            following = cells[position + 1] if position + 1 < len(cells) else None
+            item_id = cell.grading_id or (
+                check_cell_id(following.source) if following and following.cell_type == "code" else None
+            )
+            source = strip_solution_regions(source, item_id, here)
+            if check_cell_id(source):
+                metadata["editable"] = False
+                metadata["deletable"] = False
+            new.update(execution_count=None, outputs=[])
+        elif "attachments" in raw and cell.cell_type == "markdown":
+            new["attachments"] = raw["attachments"]
+        new["source"] = _lines(source)
+        cell_id = raw.get("id")
+        if not (isinstance(cell_id, str) and _CELL_ID.match(cell_id)) or cell_id in used_ids:
+            cell_id = f"cell-{len(out)}"
+        used_ids.add(cell_id)
+        new["id"] = cell_id
+        out.append(new)
+    if gated.in_gated:
+        raise GenerateError(f"{where}: {{solution-start}} is never closed by {{solution-end}}")
+    return {
+        "cells": out,
+        "metadata": {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def dumps(notebook: dict) -> str:
+    """Deterministic text of a notebook (the layout Jupyter itself writes)."""
+    return json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def generate_file(solution_path: Path) -> str:
+    """Text of the exercise notebook for the solution notebook at ``solution_path``."""
+    try:
+        solution = nbread.parse(solution_path.read_bytes())
+    except nbread.NotebookError as error:
+        raise GenerateError(f"{solution_path}: {error}") from None
+    return dumps(generate(solution, str(solution_path)))
+
+
+def _top_level_names(source: str) -> set[str]:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                for sub in ast.walk(target):
+                    if isinstance(sub, ast.Name):
+                        names.add(sub.id)
+    return names
+
+
+def lint(solution: dict, notebook: str, registry: Mapping[str, Sequence[Any]]) -> list[str]:
+    """Problems of a parsed solution notebook against the format contract and the item registry."""
+    problems = []
+    items = {item.id: item for item in registry.get(notebook, [])}
+    if not items:
+        return [f"{notebook}: no items are registered for this notebook"]
+    cells = nbread.cells(solution)
+    checks: dict[str, int] = {}
+    manual: dict[str, int] = {}
+    imported = False
+    for position, cell in enumerate(cells):
+        if cell.cell_type == "code" and CHECK_IMPORT in cell.source:
+            imported = True
+        item_id = check_cell_id(cell.source) if cell.cell_type == "code" else None
+        if item_id is not None:
+            checks[item_id] = checks.get(item_id, 0) + 1
+            if not imported:
+                problems.append(f"cell {cell.index}: check cell before {CHECK_IMPORT!r}")
+            item = items.get(item_id)
+            if item is None:
+                problems.append(f"cell {cell.index}: check id {item_id!r} is not a registered item of {notebook}")
+            elif item.kind != "auto":
+                problems.append(f"cell {cell.index}: {item_id!r} is a written item, it takes no check cell")
+            else:
+                previous = cells[position - 1] if position else None
+                if previous is None or previous.cell_type != "code" or item.name not in _top_level_names(previous.source):
+                    problems.append(f"cell {cell.index}: the cell before check({item_id!r}) must define `{item.name}`")
+        elif cell.cell_type == "code" and "check(" in cell.source and "def check" not in cell.source:
+            for line in cell.source.splitlines():
+                if line.strip().startswith("check(") and check_cell_id(line) is None:
+                    problems.append(f"cell {cell.index}: a check call must be exactly check(\"<id>\", globals()) alone in its cell")
+        if cell.cell_type == "markdown" and "manual" in cell.tags:
+            if cell.grading_id is None:
+                problems.append(f"cell {cell.index}: a cell tagged manual needs metadata {{\"grading\": {{\"id\": ...}}}}")
+                continue
+            manual[cell.grading_id] = manual.get(cell.grading_id, 0) + 1
+            item = items.get(cell.grading_id)
+            if item is None or item.kind != "manual":
+                problems.append(f"cell {cell.index}: {cell.grading_id!r} is not a registered written item of {notebook}")
+            following = cells[position + 1] if position + 1 < len(cells) else None
+            if following is None or following.cell_type != "markdown" or "solution" not in following.tags:
+                problems.append(f"cell {cell.index}: the written answer {cell.grading_id!r} must be followed by its rubric (a markdown cell tagged solution)")
+    for item in items.values():
+        seen = (checks if item.kind == "auto" else manual).get(item.id, 0)
+        if seen != 1:
+            kind = "check cell" if item.kind == "auto" else "manual cell"
+            problems.append(f"item {item.id!r} has {seen} {kind}s (expected exactly 1)")
+    return problems
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="make-exercises",
+        description="Generate exercises/*.ipynb from solutions/*.ipynb (solutions are the single source).",
+    )
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if exercises/ is not up to date")
+    parser.add_argument("--solutions", default="solutions", metavar="DIR", help="default: ./solutions")
+    parser.add_argument("--exercises", default="exercises", metavar="DIR", help="default: ./exercises")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    solutions, exercises = Path(args.solutions), Path(args.exercises)
+    if not solutions.is_dir():
+        parser.error(f"no solutions folder {str(solutions)!r}: run from the repository root or pass --solutions")
+    sources = sorted(solutions.glob("*.ipynb"))
+    try:
+        generated = {path.name: generate_file(path) for path in sources}
+    except GenerateError as error:
+        print(f"make-exercises: error: {error}", file=sys.stderr)
+        return 1
+    existing = sorted(p.name for p in exercises.glob("*.ipynb")) if exercises.is_dir() else []
+    orphans = [name for name in existing if name not in generated]
+    if args.check:
+        stale = []
+        for name, text in generated.items():
+            target = exercises / name
+            if not target.is_file():
+                stale.append(f"{target} is missing")
+            elif target.read_bytes() != text.encode("utf-8"):
+                stale.append(f"{target} differs from what {solutions / name} generates")
+        stale += [f"{exercises / name} has no solution notebook in {solutions}" for name in orphans]
+        for problem in stale:
+            print(f"make-exercises: {problem}", file=sys.stderr)
+        if stale:
+            print("make-exercises: run `make exercises` and commit the result", file=sys.stderr)
+            return 1
+        return 0
+    exercises.mkdir(parents=True, exist_ok=True)
+    from .items import EXAMPLES, REGISTRY, combined
+
+    registry = combined(REGISTRY, EXAMPLES)
+    for name, text in generated.items():
+        target = exercises / name
+        if not target.is_file() or target.read_bytes() != text.encode("utf-8"):
+            temporary = target.with_name(f".{name}.tmp")
+            temporary.write_text(text, encoding="utf-8")
+            os.replace(temporary, target)
+            print(f"make-exercises: wrote {target}", file=sys.stderr)
+        for problem in lint(nbread.parse((solutions / name).read_bytes()), Path(name).stem, registry):
+            print(f"make-exercises: warning: {solutions / name}: {problem}", file=sys.stderr)
+    for name in orphans:
+        print(f"make-exercises: warning: {exercises / name} has no solution notebook; delete it", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
