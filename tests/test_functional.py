@@ -471,3 +471,12 @@ def test_prelu_grads_argument_errors():
         R.prelu_grads(x, w, torch.ones(1, 3))  # broadcastable is not enough
     with pytest.raises(TypeError, match="x"):
         R.prelu_grads(None, w, torch.ones(2, 3))
+
+
+def test_docstring_examples():
+    import doctest
+
+    import rectifiers.functional as module
+
+    result = doctest.testmod(module, extraglobs={"torch": torch, "nn": torch.nn, "math": math})
+    assert result.attempted > 0 and result.failed == 0

@@ -202,3 +202,12 @@ def test_fan_in_errors():
 def test_module_type_error(bad):
     with pytest.raises(TypeError, match="module"):
         kaiming_init_(bad, 0.0)
+
+
+def test_docstring_examples():
+    import doctest
+
+    import rectifiers.init as module
+
+    result = doctest.testmod(module, extraglobs={"torch": torch, "nn": torch.nn, "math": math})
+    assert result.attempted > 0 and result.failed == 0

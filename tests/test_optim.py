@@ -194,3 +194,12 @@ def test_weight_decay_value_errors(bad):
 def test_model_type_error(bad):
     with pytest.raises(TypeError, match="model"):
         param_groups(bad, 0.1)
+
+
+def test_docstring_examples():
+    import doctest
+
+    import rectifiers.optim as module
+
+    result = doctest.testmod(module, extraglobs={"torch": torch, "nn": torch.nn, "math": math})
+    assert result.attempted > 0 and result.failed == 0
