@@ -331,10 +331,8 @@ def crawl(root: Path) -> LinkReport:
                 report.external.add(reference)
                 continue
             where = f"{page.relative_to(root)}: {reference!r}"
+            # Resolved against the page's site path, so ".." cannot climb above the site root.
             target_path = posixpath.normpath(unquote(urlsplit(urljoin(page_url, reference)).path))
-            if not target_path.startswith("/") or target_path.startswith("//"):
-                report.broken.append(f"{where} leaves the site")
-                continue
             target = root / target_path.lstrip("/")
             if target.is_dir():
                 target = target / "index.html"
@@ -347,7 +345,6 @@ def crawl(root: Path) -> LinkReport:
                 if target.suffix != ".html":
                     report.broken.append(f"{where} has an anchor into a non-HTML file")
                 elif unquote(parts.fragment) not in ids_of(target):
-                    report.broken.append(
-                        f"{where} -> no id={unquote(parts.fragment)!r} in {target.relative_to(root)}"
-                    )
+                    anchor, name = unquote(parts.fragment), target.relative_to(root)
+                    report.broken.append(f"{where} -> no id={anchor!r} in {name}")
     return report

@@ -106,17 +106,20 @@ PAGE_FACTS = r"""() => {
             (m) => m.textContent.trim().slice(0, 80)),
         mathContainers: article.querySelectorAll("mjx-container").length,
         mathErrors: mathErrors(),
-        errorOutputs: [...article.querySelectorAll(".output.stderr, .output.traceback, .output.error")]
-            .map((o) => o.className + ": " + o.textContent.trim().slice(0, 200)),
+        errorOutputs: [...article.querySelectorAll(
+            ".output.stderr, .output.traceback, .output.error")].map(
+            (o) => o.className + ": " + o.textContent.trim().slice(0, 200)),
         outputTexts: [...article.querySelectorAll(".cell_output")].map((o) => o.textContent),
         codeBlocks: [...article.querySelectorAll("div.highlight")].filter((d) => !inOutput(d)).map(
             (d) => ({hasCopy: d.querySelector("button.copybtn") !== null,
                      inCell: d.closest(".cell_input") !== null,
                      start: d.textContent.trim().slice(0, 60)})),
         launch: [...document.querySelectorAll(".dropdown-launch-buttons a")].map((a) => a.href),
-        download: [...document.querySelectorAll(".dropdown-download-buttons a.btn-download-source-button")]
-            .map((a) => a.getAttribute("href")),
-        repository: [...document.querySelectorAll("a.btn-source-repository-button")].map((a) => a.href),
+        download: [...document.querySelectorAll(
+            ".dropdown-download-buttons a.btn-download-source-button")].map(
+            (a) => a.getAttribute("href")),
+        repository: [...document.querySelectorAll("a.btn-source-repository-button")].map(
+            (a) => a.href),
     };
 }"""
 
@@ -202,7 +205,7 @@ class OpenPage:
 
 def _open(session: Session, built_html: Path, docname: str) -> OpenPage:
     if not (built_html / f"{docname}.html").is_file():
-        pytest.fail(f"{docname} is in _toc.yml but has no {docname}.html: {built_html} is stale; rebuild")
+        pytest.fail(f"{docname} is in _toc.yml but {built_html} has no {docname}.html: rebuild")
     page = session.context.new_page()
     problems: list[str] = []
 
@@ -232,7 +235,10 @@ def _settle(page: object) -> bool:
 
 def _repository_config() -> dict:
     config = yaml.safe_load((book_dir() / "_config.yml").read_text(encoding="utf-8"))
-    return {"repository": config.get("repository") or {}, "launch": config.get("launch_buttons") or {}}
+    return {
+        "repository": config.get("repository") or {},
+        "launch": config.get("launch_buttons") or {},
+    }
 
 
 def _launch_problems(docname: str, facts: dict) -> list[str]:
@@ -248,7 +254,7 @@ def _launch_problems(docname: str, facts: dict) -> list[str]:
     if not repo_url:
         problems.append("_config.yml sets no repository url")
     elif [url.rstrip("/") for url in facts["repository"]] != [repo_url]:
-        problems.append(f"repository button {facts['repository']} is not the one link to {repo_url}")
+        problems.append(f"repository buttons {facts['repository']} are not one link to {repo_url}")
     if source is None or source.suffix != ".ipynb":
         return problems
     repo_path = urlsplit(repo_url).path.strip("/")
@@ -306,7 +312,8 @@ def _page_problems(docname: str, facts: dict, typeset: bool) -> list[str]:
     problems += heading_order_problems([(level, text) for level, text, _ in headings])
     problems += toc_problems(headings, set(facts["tocAnchors"]))
     for level, text, anchor in headings:
-        if level == 2 and anchor in facts["tocAnchors"] and anchor not in facts["tocVisibleAnchors"]:
+        listed, shown = anchor in facts["tocAnchors"], anchor in facts["tocVisibleAnchors"]
+        if level == 2 and listed and not shown:
             problems.append(f"h2 {text!r} is in the contents but not visible at desktop width")
 
     problems += _launch_problems(docname, facts)

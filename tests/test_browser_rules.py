@@ -112,7 +112,8 @@ def test_bad_alt_text_is_caught(alt: str | None, src: str, reason: str) -> None:
 
 
 def test_heading_order() -> None:
-    assert heading_order_problems([(1, "T"), (2, "a"), (3, "b"), (2, "c"), (3, "d"), (4, "e")]) == []
+    good = [(1, "T"), (2, "a"), (3, "b"), (2, "c"), (3, "d"), (4, "e")]
+    assert heading_order_problems(good) == []
     assert "first heading is h2" in heading_order_problems([(2, "a"), (3, "b")])[0]
     assert "h3 skipped" in heading_order_problems([(1, "T"), (2, "a"), (4, "b")])[0]
     assert "h2 skipped" in heading_order_problems([(1, "T"), (3, "b")])[0]
@@ -233,6 +234,24 @@ def test_find_chromium_prefers_chromium_path(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("PATH", "")
     expected = "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None
     assert find_chromium() == expected
+
+
+def test_find_chromium_searches_path_when_debian_chromium_is_absent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chrome = tmp_path / "google-chrome"
+    chrome.write_text("#!/bin/sh\n")
+    chrome.chmod(0o755)
+    real_access = os.access
+    monkeypatch.delenv("CHROMIUM_PATH", raising=False)
+    monkeypatch.setattr(
+        "browser_helpers.os.access",
+        lambda path, mode: False if path == "/usr/bin/chromium" else real_access(path, mode),
+    )
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert find_chromium() == str(chrome)
+    chrome.unlink()
+    assert find_chromium() is None
 
 
 @pytest.mark.parametrize(("value", "required"), [("", False), ("0", False), ("1", True)])
