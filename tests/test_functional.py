@@ -93,7 +93,9 @@ layouts = st.sampled_from(["contiguous", "transposed", "strided", "expanded"])
 dtypes = st.sampled_from(FLOAT_DTYPES)
 seeds = st.integers(0, 2**31 - 1)
 slopes = st.one_of(
-    st.sampled_from([0.0, -0.0, 0.01, -0.01, 1.0, -1.0, 2.5, 100.0, 1e-30, 1e-45, 1e30, FLOAT32_MAX]),
+    st.sampled_from(
+        [0.0, -0.0, 0.01, -0.01, 1.0, -1.0, 2.5, 100.0, 1e-30, 1e-45, 1e30, FLOAT32_MAX]
+    ),
     st.floats(-1e6, 1e6, allow_nan=False),
     st.integers(-5, 5),
 )
@@ -200,7 +202,8 @@ def test_nan_slope(dtype):
 def test_documented_special_values():
     x = torch.tensor([-0.0, 0.0, math.nan, math.inf, -math.inf, -2.0, 3.0])
     # relu keeps -0.0 and NaN and maps -inf to +0.
-    assert bits(R.relu(x)).tolist() == bits(torch.tensor([-0.0, 0.0, math.nan, math.inf, 0.0, 0.0, 3.0])).tolist()
+    expected = torch.tensor([-0.0, 0.0, math.nan, math.inf, 0.0, 0.0, 3.0])
+    assert bits(R.relu(x)).tolist() == bits(expected).tolist()
     # Zero takes the negative branch: -0.0 * -0.5 = +0.0 and +0.0 * -0.5 = -0.0.
     y = R.leaky_relu(x, -0.5)
     assert torch.signbit(y[:2]).tolist() == [False, True]
@@ -284,7 +287,8 @@ def test_grad_conventions_at_the_kink():
     assert R.relu_grad(x)[2].item() == 1.0  # autograd passes the gradient through a NaN
     assert R.leaky_relu_grad(x, 0.2).tolist() == [0.2, 0.2, 0.2]
     for slope in (0.2, -0.0):
-        assert_identical(R.leaky_relu_grad(x, slope), _autograd(lambda t: F.leaky_relu(t, slope), x))
+        expected = _autograd(lambda t: F.leaky_relu(t, slope), x)
+        assert_identical(R.leaky_relu_grad(x, slope), expected)
     assert_identical(R.relu_grad(x), _autograd(F.relu, x))
 
 
@@ -396,7 +400,15 @@ def test_gradcheck_prelu(shape, n):
 
 @pytest.mark.parametrize(
     "x_shape,w_shape",
-    [((), (1,)), ((5,), (1,)), ((2, 3), (3,)), ((2, 3), (1,)), ((2, 0, 3), (0,)), ((0, 3), (3,)), ((2, 3, 4, 5), (3,))],
+    [
+        ((), (1,)),
+        ((5,), (1,)),
+        ((2, 3), (3,)),
+        ((2, 3), (1,)),
+        ((2, 0, 3), (0,)),
+        ((0, 3), (3,)),
+        ((2, 3, 4, 5), (3,)),
+    ],
 )
 def test_prelu_accepts_what_torch_accepts(x_shape, w_shape):
     x = torch.randn(x_shape)

@@ -18,7 +18,10 @@ from rectifiers._validation import check_float_tensor, check_module, check_tenso
 
 __all__ = ["RECTIFIERS", "dead_fraction", "record_preactivations", "activation_stats"]
 
-#: The module types whose inputs are recorded by default.
+#: The module types whose inputs are recorded by default,
+#: ``(nn.ReLU, nn.LeakyReLU, nn.PReLU)``.
+#:
+#: :meta hide-value:
 RECTIFIERS = (nn.ReLU, nn.LeakyReLU, nn.PReLU)
 
 
@@ -56,9 +59,13 @@ def dead_fraction(pre_activations) -> float:
             f"{tuple(z.shape)}"
         )
     if z.shape[0] == 0:
-        raise ValueError(f"pre_activations must hold at least one example, got shape {tuple(z.shape)}")
+        raise ValueError(
+            f"pre_activations must hold at least one example, got shape {tuple(z.shape)}"
+        )
     if z[0].numel() == 0:
-        raise ValueError(f"pre_activations must hold at least one unit, got shape {tuple(z.shape)}")
+        raise ValueError(
+            f"pre_activations must hold at least one unit, got shape {tuple(z.shape)}"
+        )
     units = z.detach().reshape(z.shape[0], -1)
     dead = (units <= 0).all(dim=0)
     return dead.sum().item() / dead.numel()
@@ -104,7 +111,9 @@ def _hooks(model: nn.Module, types: tuple[type, ...], inputs: dict, outputs: dic
 
 @contextlib.contextmanager
 def record_preactivations(model, types=RECTIFIERS):
-    r"""Record the input of every rectifier module of ``model`` while the block runs.
+    r"""record_preactivations(model, types=RECTIFIERS)
+
+    Record the input of every rectifier module of ``model`` while the block runs.
 
     Inside the ``with`` block every forward pass stores, for each module of one of ``types``,
     a detached copy of its input (its pre-activation :math:`z`) in the yielded dict, under the
@@ -143,7 +152,9 @@ def record_preactivations(model, types=RECTIFIERS):
 
 
 def activation_stats(model, x, *, types=RECTIFIERS) -> dict[str, dict[str, float]]:
-    r"""Per rectifier layer: dead units, zero outputs and negative pre-activations on ``x``.
+    r"""activation_stats(model, x, *, types=RECTIFIERS)
+
+    Per rectifier layer: dead units, zero outputs and negative pre-activations on ``x``.
 
     Runs ``model(x)`` once in evaluation mode without gradients and returns, for each module of
     ``types`` that ran (keyed by its name in ``model.named_modules()``), with :math:`z` its input

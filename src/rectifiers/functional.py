@@ -284,8 +284,8 @@ def prelu_grads(x, weight, grad_output):
         grad_output: :math:`g`, a tensor of ``x``'s shape and dtype.
 
     Returns:
-        ``(grad_input, grad_weight)``: ``grad_input`` has ``x``'s shape, ``grad_weight`` has
-        ``weight``'s shape; both have ``x``'s dtype.
+        The pair ``(grad_input, grad_weight)``. ``grad_input`` has ``x``'s shape,
+        ``grad_weight`` has ``weight``'s shape; both have ``x``'s dtype.
 
     Raises:
         TypeError: if an argument is not a floating-point tensor or the dtypes differ.

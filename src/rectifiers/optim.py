@@ -19,7 +19,11 @@ from rectifiers._validation import check_module, check_non_negative_real
 
 __all__ = ["NORM_LAYERS", "param_groups"]
 
-#: Normalisation layers: every parameter they own (scale and shift) is exempt from decay.
+#: Normalisation layers. Every parameter they own (scale and shift) is exempt from decay.
+#: BatchNorm1d/2d/3d, SyncBatchNorm, InstanceNorm1d/2d/3d (and the lazy variants of both),
+#: LayerNorm, GroupNorm, RMSNorm, LocalResponseNorm and CrossMapLRN2d.
+#:
+#: :meta hide-value:
 NORM_LAYERS = (
     nn.BatchNorm1d,
     nn.BatchNorm2d,
@@ -76,7 +80,7 @@ def param_groups(model, weight_decay) -> list[dict]:
         weight_decay: :math:`\lambda` for the decayed group, a finite real number :math:`\ge 0`.
 
     Returns:
-        Two parameter groups, always in this order and present even when empty:
+        Two parameter groups, always these two in this order, even when one is empty,
         ``{"params": [...], "weight_decay": weight_decay, "name": "decay"}`` and
         ``{"params": [...], "weight_decay": 0.0, "name": "no_decay"}``. They can be passed
         straight to any ``torch.optim`` optimizer, which keeps the extra ``"name"`` key.
