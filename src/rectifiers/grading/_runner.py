@@ -20,9 +20,14 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import traceback
 from typing import Any
 
 from . import probe, wire
+
+
+#: Exit status of a worker whose runner broke (the submission damaged the Python runtime).
+RUNNER_FAILED = 71
 
 
 class Channel:
@@ -99,6 +104,11 @@ def main(fd: int) -> None:
         serve(fd)
     except EOFError:
         pass
+    except BaseException:  # noqa: BLE001 - e.g. the notebook replaced built-ins the runner needs
+        try:
+            os.write(2, f"\nthe grading runner failed:\n{traceback.format_exc()}".encode(errors="replace"))
+        finally:
+            os._exit(RUNNER_FAILED)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -139,6 +139,8 @@ def _worker(job: dict, sock_fd: int, out_fd: int, processes: int | None) -> None
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
+        # Line by line, so that what it printed reaches the log even if it is killed.
+        sys.stdout.reconfigure(line_buffering=True)
         from . import _runner
     except BaseException:  # noqa: BLE001
         os.write(2, f"sandbox set-up failed:\n{traceback.format_exc()}".encode(errors="replace"))

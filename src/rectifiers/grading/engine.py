@@ -38,6 +38,7 @@ import torch
 
 from . import notebook as nbread
 from . import wire
+from ._runner import RUNNER_FAILED
 from ._zygote import Zygote
 from .item import AutoItem, Item
 
@@ -148,6 +149,8 @@ class _CappedOutput:
 def _describe_exit(code: int | None) -> str:
     if code is None:
         return "ended without reporting a status"
+    if code == RUNNER_FAILED:
+        return "could no longer answer the grader (its code broke the Python runtime the checks need)"
     if code >= 0:
         return f"exited with code {code}"
     sig = -code
