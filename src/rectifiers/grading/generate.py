@@ -9,16 +9,18 @@ What changes from a solution notebook to its exercise notebook:
 - In code cells, every region from a line ``# BEGIN SOLUTION`` to a line ``# END SOLUTION``
   becomes one line ``raise NotImplementedError("Exercise <item id>: replace this line with your
   solution")`` at the indentation of the ``BEGIN`` line; the marker lines disappear. The item id
-  is the cell's ``grading.id`` metadata if set, else the id in the check cell that follows
-  (``check("<item id>", globals())``). A line that mentions ``BEGIN SOLUTION`` or ``END
+  is the cell's ``grading.id`` metadata if set, else the id in the next code cell when that is a
+  check cell (``check("<item id>", globals())``). A line that mentions ``BEGIN SOLUTION`` or ``END
   SOLUTION`` without being exactly a marker, an unclosed or nested region, or a region without an
   item id stops the generation (a solution must never leak by a typo).
 - Cells tagged ``solution`` (markdown rubrics and worked explanations, or code) are dropped.
-- sphinx-exercise gated solutions are dropped whole: from the line opening a ``{solution-start}``
-  directive to the closing fence of the next ``{solution-end}`` directive, across cells (cells in
-  between are dropped, text before the start and after the end is kept). A ``{solution}``
-  directive block inside a markdown cell is cut out of the cell. A markdown cell left empty is
-  dropped.
+- sphinx-exercise gated solutions (from the line opening a ``{solution-start}`` directive to the
+  closing fence of the next ``{solution-end}`` directive, across cells): their markdown is dropped
+  (text before the start and after the end is kept) and so are their code cells, except the
+  exercise's own: a code cell with a solution region is kept, stubbed as above, and so is a check
+  cell. So the book can show the worked solution and its code in a dropdown while the exercise
+  notebook keeps only the stub. A ``{solution}`` directive block inside a markdown cell is cut
+  out of the cell. A markdown cell left empty is dropped.
 - Outputs and execution counts are cleared; cell metadata keeps only ``tags`` and ``grading``;
   check cells are marked non-editable and non-deletable; notebook metadata becomes a fixed
   Python 3 kernelspec; the file is written as nbformat 4.5 with sorted keys, one-space indents
@@ -129,6 +131,18 @@ class _GatedState:
         return "".join(kept)
 
 
+def _has_region(source: str) -> bool:
+    return any(line.strip() == BEGIN for line in source.splitlines())
+
+
+def _next_code_cell(cells: list[nbread.Cell], position: int) -> nbread.Cell | None:
+    return next((c for c in cells[position + 1 :] if c.cell_type == "code"), None)
+
+
+def _previous_code_cell(cells: list[nbread.Cell], position: int) -> nbread.Cell | None:
+    return next((c for c in reversed(cells[:position]) if c.cell_type == "code"), None)
+
+
 def _lines(source: str) -> list[str]:
     return source.splitlines(keepends=True)
 
@@ -148,8 +162,8 @@ def generate(solution: dict, where: str = "notebook") -> dict:
                 raise GenerateError(f"{here}: a solution directive's fence is not closed in its cell")
             if "solution" in cell.tags or not source.strip():
                 continue
-        elif gated.in_gated:
-            continue  # a code or raw cell inside a gated solution
+        elif gated.in_gated and not (cell.cell_type == "code" and (_has_region(cell.source) or check_cell_id(cell.source))):
+            continue  # a worked solution inside a gated block; the exercise's own cells stay
         elif "solution" in cell.tags:
             continue
         else:
@@ -162,10 +176,8 @@ def generate(solution: dict, where: str = "notebook") -> dict:
             metadata["grading"] = raw["metadata"]["grading"]
         new: dict[str, Any] = {"cell_type": cell.cell_type, "metadata": metadata}
         if cell.cell_type == "code":
-            following = cells[position + 1] if position + 1 < len(cells) else None
-            item_id = cell.grading_id or (
-                check_cell_id(following.source) if following and following.cell_type == "code" else None
-            )
+            following = _next_code_cell(cells, position)
+            item_id = cell.grading_id or (check_cell_id(following.source) if following else None)
             source = strip_solution_regions(source, item_id, here)
             if check_cell_id(source):
                 metadata["editable"] = False
@@ -246,8 +258,8 @@ def lint(solution: dict, notebook: str, registry: Mapping[str, Sequence[Any]]) -
             elif item.kind != "auto":
                 problems.append(f"cell {cell.index}: {item_id!r} is a written item, it takes no check cell")
             else:
-                previous = cells[position - 1] if position else None
-                if previous is None or previous.cell_type != "code" or item.name not in _top_level_names(previous.source):
+                previous = _previous_code_cell(cells, position)
+                if previous is None or item.name not in _top_level_names(previous.source):
                     problems.append(f"cell {cell.index}: the cell before check({item_id!r}) must define `{item.name}`")
         elif cell.cell_type == "code" and "check(" in cell.source and "def check" not in cell.source:
             for line in cell.source.splitlines():

@@ -1,0 +1,241 @@
+"""``make-exercises``: solution notebooks in, exercise notebooks out, deterministic and leak-free."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from rectifiers.grading import generate as gen
+from rectifiers.grading import notebook as nbread
+from rectifiers.grading.items import EXAMPLES, REGISTRY, combined
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures" / "grading"
+FOLDERS = {
+    "fixtures": (FIXTURES / "solutions", FIXTURES / "exercises"),
+    "course": (REPO / "solutions", REPO / "exercises"),
+}
+SOLUTIONS = [FIXTURES / "solutions" / "00_examples.ipynb"] + sorted((REPO / "solutions").glob("*.ipynb"))
+STUB = 'raise NotImplementedError("Exercise {}: replace this line with your solution")'
+
+
+def _nb(*cells: dict) -> dict:
+    return {"cells": list(cells), "metadata": {"kernelspec": {"name": "x"}, "widgets": {}}, "nbformat": 4, "nbformat_minor": 4}
+
+
+def _code(source: str, **metadata) -> dict:
+    return {"cell_type": "code", "execution_count": 7, "metadata": metadata, "outputs": [{"output_type": "stream", "name": "stdout", "text": "hi"}], "source": source}
+
+
+def _md(source: str, **metadata) -> dict:
+    return {"cell_type": "markdown", "metadata": metadata, "source": source}
+
+
+def _sources(notebook: dict) -> list[str]:
+    return ["".join(cell["source"]) for cell in notebook["cells"]]
+
+
+# --------------------------------------------------------------------------------------------
+# --check on the committed folders
+
+
+@pytest.mark.parametrize("which", list(FOLDERS))
+def test_check_passes_on_the_committed_exercises(which, capsys):
+    solutions, exercises = FOLDERS[which]
+    assert gen.main(["--check", "--solutions", str(solutions), "--exercises", str(exercises)]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("which", list(FOLDERS))
+def test_check_fails_and_names_an_edited_exercise(which, tmp_path, capsys):
+    solutions, exercises = FOLDERS[which]
+    committed = sorted(exercises.glob("*.ipynb"))
+    if not committed:
+        pytest.skip(f"no committed exercise notebooks in {exercises} yet")
+    copy = tmp_path / "exercises"
+    shutil.copytree(exercises, copy)
+    edited = copy / committed[0].name
+    notebook = json.loads(edited.read_text())
+    notebook["cells"][0]["source"] = ["Edited by hand.\n"]
+    edited.write_text(json.dumps(notebook, indent=1))
+    assert gen.main(["--check", "--solutions", str(solutions), "--exercises", str(copy)]) == 1
+    err = capsys.readouterr().err
+    assert str(edited) in err and "differs" in err
+
+
+def test_check_reports_missing_and_orphaned_exercises(tmp_path, capsys):
+    exercises = tmp_path / "exercises"
+    exercises.mkdir()
+    (exercises / "99_orphan.ipynb").write_text("{}")
+    assert gen.main(["--check", "--solutions", str(FIXTURES / "solutions"), "--exercises", str(exercises)]) == 1
+    err = capsys.readouterr().err
+    assert "00_examples.ipynb is missing" in err and "99_orphan.ipynb has no solution notebook" in err
+
+
+def test_console_script_check_runs(tmp_path):
+    script = Path(sys.executable).with_name("make-exercises")
+    args = ["--solutions", str(FIXTURES / "solutions"), "--exercises"]
+    ok = subprocess.run([str(script), "--check", *args, str(FIXTURES / "exercises")], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run([str(script), "--check", *args, str(tmp_path)], capture_output=True, text=True)
+    assert bad.returncode == 1 and "00_examples.ipynb is missing" in bad.stderr
+
+
+def test_generate_writes_then_is_idempotent(tmp_path, capsys):
+    out = tmp_path / "exercises"
+    args = ["--solutions", str(FIXTURES / "solutions"), "--exercises", str(out)]
+    assert gen.main(args) == 0
+    first = (out / "00_examples.ipynb").read_bytes()
+    assert first == (FIXTURES / "exercises" / "00_examples.ipynb").read_bytes()
+    assert "wrote" in capsys.readouterr().err
+    assert gen.main(args) == 0
+    assert (out / "00_examples.ipynb").read_bytes() == first
+    assert "wrote" not in capsys.readouterr().err
+    assert gen.main(["--check", *args]) == 0
+
+
+def test_missing_solutions_folder_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        gen.main(["--solutions", str(tmp_path / "nowhere")])
+    assert exit_info.value.code == 2
+    assert "no solutions folder" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# The transformation
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_generated_notebooks_are_valid_deterministic_and_leak_free(path):
+    text = gen.generate_file(path)
+    assert text == gen.generate_file(path)
+    notebook = nbformat.reads(text, as_version=4)
+    nbformat.validate(notebook)
+    for cell in notebook.cells:
+        assert "BEGIN SOLUTION" not in cell.source and "END SOLUTION" not in cell.source
+        assert "solution" not in cell.metadata.get("tags", [])
+        assert "{solution" not in cell.source
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+
+
+def test_solution_region_becomes_an_indented_stub():
+    solution = _nb(
+        _code("def f(x):\n    # BEGIN SOLUTION\n    y = 2 * x\n    return y\n    # END SOLUTION\n\nz = 1"),
+        _code('check("demo.f", globals())'),
+    )
+    exercise = gen.generate(solution)
+    assert _sources(exercise)[0] == f"def f(x):\n    {STUB.format('demo.f')}\n\nz = 1"
+    assert exercise["cells"][0]["outputs"] == [] and exercise["cells"][0]["execution_count"] is None
+    assert exercise["cells"][1]["metadata"] == {"deletable": False, "editable": False}
+
+
+def test_top_level_region_and_metadata_id():
+    solution = _nb(_code("# BEGIN SOLUTION\nanswer = 3\n# END SOLUTION", grading={"id": "demo.answer"}, collapsed=True))
+    exercise = gen.generate(solution)
+    assert _sources(exercise) == [STUB.format("demo.answer")]
+    assert exercise["cells"][0]["metadata"] == {"grading": {"id": "demo.answer"}}
+
+
+def test_notebook_metadata_is_normalised_and_ids_are_assigned():
+    exercise = gen.generate(_nb(_md("Text", slideshow={"slide_type": "slide"}), _code("x = 1")))
+    assert exercise["metadata"] == {"kernelspec": gen.KERNELSPEC, "language_info": {"name": "python"}}
+    assert (exercise["nbformat"], exercise["nbformat_minor"]) == (4, 5)
+    assert [cell["id"] for cell in exercise["cells"]] == ["cell-0", "cell-1"]
+    assert exercise["cells"][0]["metadata"] == {}
+
+
+def test_solution_tagged_cells_are_dropped():
+    solution = _nb(_md("Question", tags=["manual"], grading={"id": "demo.q"}), _md("Rubric", tags=["solution"]), _code("print(1)", tags=["solution"]))
+    exercise = gen.generate(solution)
+    assert _sources(exercise) == ["Question"]
+    assert exercise["cells"][0]["metadata"] == {"tags": ["manual"], "grading": {"id": "demo.q"}}
+
+
+def test_gated_solution_blocks_are_dropped_across_cells_but_the_exercise_code_stays():
+    solution = _nb(
+        _md("Before.\n```{solution-start} ex-1\n:class: dropdown\n```\nHidden text."),
+        _code("secret = 42"),
+        _code("def f(x):\n    # BEGIN SOLUTION\n    return x\n    # END SOLUTION"),
+        _md("More hidden.\n```{solution-end}\n```\nAfter."),
+        _code('check("demo.f", globals())'),
+        _md(":::{solution-start} ex-2\n:::\nall hidden\n:::{solution-end}\n:::"),
+        _code("visible = 1"),
+    )
+    assert _sources(gen.generate(solution)) == [
+        "Before.\n",
+        f"def f(x):\n    {STUB.format('demo.f')}",
+        "After.",
+        'check("demo.f", globals())',
+        "visible = 1",
+    ]
+
+
+def test_solution_directive_is_cut_out_of_a_cell():
+    solution = _nb(_md("Exercise text.\n\n````{solution} ex-1\n```python\ncode = 1\n```\nmodel answer\n````\nAfter."))
+    assert _sources(gen.generate(solution)) == ["Exercise text.\n\nAfter."]
+
+
+@pytest.mark.parametrize(
+    "cells, message",
+    [
+        ([_code("# BEGIN SOLUTION\nx = 1", grading={"id": "a.b"})], "never closed"),
+        ([_code("# END SOLUTION")], "without"),
+        ([_code("# BEGIN SOLUTION\n# BEGIN SOLUTION\n# END SOLUTION"), _code('check("a.b", globals())')], "nested"),
+        ([_code("#BEGIN SOLUTION\nx = 1\n# END SOLUTION"), _code('check("a.b", globals())')], "malformed marker"),
+        ([_code("# BEGIN SOLUTION\nx = 1\n# END SOLUTION")], "needs an item id"),
+        ([_md("```{solution-start} x\n```\nhidden")], "never closed"),
+        ([_md("```{solution-end}\n```")], "without"),
+        ([_md("```{solution} x\nnever closed")], "not closed in its cell"),
+    ],
+)
+def test_broken_markers_stop_the_generation(cells, message):
+    with pytest.raises(gen.GenerateError, match=message):
+        gen.generate(_nb(*cells))
+
+
+def test_unreadable_solution_is_a_generate_error(tmp_path, capsys):
+    (tmp_path / "01_bad.ipynb").write_text("{not json")
+    assert gen.main(["--solutions", str(tmp_path), "--exercises", str(tmp_path / "out")]) == 1
+    assert "01_bad.ipynb" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# The contract between solution notebooks and registered items
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_solution_notebooks_follow_the_contract(path):
+    registry = combined(REGISTRY, EXAMPLES)
+    assert gen.lint(nbread.parse(path.read_bytes()), path.stem, registry) == []
+
+
+def test_lint_reports_contract_breaches():
+    registry = {"00_examples": EXAMPLES["00_examples"]}
+    solution = _nb(
+        _code('check("ex.leaky_relu", globals())'),
+        _code("from rectifiers.grading import check\nx = 1"),
+        _code('check("ex.leaky_relu", globals())'),
+        _code('check("nope", globals())'),
+        _code("check('ex.default_slope', globals())"),
+        _md("answer", tags=["manual"]),
+        _md("answer", tags=["manual"], grading={"id": "ex.why_leaky"}),
+    )
+    problems = "\n".join(gen.lint(solution, "00_examples", registry))
+    for fragment in (
+        "check cell before",
+        "must define `leaky_relu`",
+        "'nope' is not a registered item",
+        'exactly check("<id>", globals())',
+        "needs metadata",
+        "followed by its rubric",
+        "'ex.leaky_relu' has 2 check cells",
+        "'ex.prelu_module' has 0 check cells",
+    ):
+        assert fragment in problems
+    assert gen.lint(solution, "99_unknown", registry) == ["99_unknown: no items are registered for this notebook"]
