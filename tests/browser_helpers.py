@@ -228,16 +228,18 @@ def toc_problems(headings: Sequence[tuple[int, str, str]], toc_anchors: set[str]
     return problems
 
 
-_ERROR_WORD = re.compile(r"\b\w*Error\b")
+_UNCAUGHT = re.compile(r"Traceback \(most recent call last\)|^-{20,}\n\w+(Error|Exception)", re.M)
 
 
 def output_problem(text: str) -> str | None:
-    """Why a cell's output text shows an error, or None."""
-    if "Traceback" in text:
+    """Why a cell's output text shows an uncaught error, or None.
+
+    A chapter may print a caught exception on purpose (``ValueError: ...`` to show what bad
+    input gets), so the rule is the mark of an *uncaught* one: a traceback as Python or IPython
+    prints it. Error outputs and stderr streams are caught separately, by their CSS classes.
+    """
+    if _UNCAUGHT.search(text):
         return "a Traceback"
-    match = _ERROR_WORD.search(text)
-    if match:
-        return f"an error ({match.group(0)!r})"
     return None
 
 

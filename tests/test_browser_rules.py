@@ -131,13 +131,24 @@ def test_toc_problems_names_each_missing_section() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["Traceback (most recent call last):", "ValueError: negative_slope must be >= 0", "Error"],
+    [
+        "Traceback (most recent call last):\n  File ...",
+        "-" * 75 + "\nValueError                                Traceback (most recent call last)",
+    ],
 )
 def test_output_problem_catches_errors(text: str) -> None:
     assert output_problem(text) is not None
 
 
-@pytest.mark.parametrize("text", ["mean squared error 0.031", "tensor([0.1, 2.0])", "errors: 0"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "mean squared error 0.031",
+        "tensor([0.1, 2.0])",
+        "errors: 0",
+        "ValueError: negative_slope must be finite, got nan",  # printed on purpose, caught
+    ],
+)
 def test_output_problem_passes_ordinary_output(text: str) -> None:
     assert output_problem(text) is None
 
