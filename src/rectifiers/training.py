@@ -1,0 +1,362 @@
+r"""Build and train one MLP at a time: ``mlp``, ``train`` and ``evaluate``.
+
+The loop is deliberately plain (it is the reference the batched trainer in
+:mod:`rectifiers.batched` is tested against): each epoch visits the training set once in an
+order drawn from a seeded ``torch.Generator``, in mini-batches of ``batch_size`` examples (the
+last one may be smaller), and minimises the mean cross-entropy
+
+.. math::
+    \mathcal{L} = -\frac{1}{B} \sum_{n=1}^{B} \log \operatorname{softmax}(f(x_n))_{y_n}.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rectifiers._validation import (
+    check_choice,
+    check_float_tensor,
+    check_module,
+    check_non_negative_int,
+    check_non_negative_real,
+    check_positive_int,
+    check_real,
+)
+from rectifiers.data import MNIST1D
+
+__all__ = ["OPTIMIZERS", "PRELU_KINDS", "evaluate", "make_optimizer", "mlp", "train"]
+
+#: Names accepted by ``optimizer`` arguments.
+OPTIMIZERS = ("adam", "adamw", "sgd")
+#: String activations for a learnable slope: one per layer, or one per unit ("channel-wise").
+PRELU_KINDS = ("prelu", "prelu_channelwise")
+
+
+def check_sizes(sizes: object) -> list[int]:
+    """``sizes`` must be a sequence of at least two positive ints (input, ..., output)."""
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
+        raise TypeError(f"sizes must be a sequence of ints, got {type(sizes).__name__} {sizes!r}")
+    if len(sizes) < 2:
+        raise ValueError(f"sizes must hold at least an input and an output size, got {sizes!r}")
+    return [check_positive_int(f"sizes[{i}]", size) for i, size in enumerate(sizes)]
+
+
+def check_activation(name: str, activation: object) -> float | str | Callable[[], nn.Module]:
+    """``activation`` must be a real negative slope, ``"relu"``, a PReLU kind or a factory."""
+    if isinstance(activation, str):
+        return check_choice(name, activation, ("relu", *PRELU_KINDS))
+    if isinstance(activation, numbers.Real) and not isinstance(activation, bool):
+        return check_real(name, activation)
+    if callable(activation) and not isinstance(activation, (bool, torch.Tensor)):
+        return activation
+    raise TypeError(
+        f"{name} must be a negative slope (a real number), 'relu', 'prelu', 'prelu_channelwise' "
+        f"or a callable returning an nn.Module, got {type(activation).__name__} {activation!r}"
+    )
+
+
+def _activation_module(activation: float | str | Callable[[], nn.Module], width: int,
+                       prelu_init: float) -> nn.Module:
+    if activation == "relu" or (not callable(activation) and activation == 0):
+        return nn.ReLU()
+    if activation == "prelu":
+        return nn.PReLU(num_parameters=1, init=prelu_init)
+    if activation == "prelu_channelwise":
+        return nn.PReLU(num_parameters=width, init=prelu_init)
+    if callable(activation):
+        return check_module("activation()", activation())
+    return nn.LeakyReLU(negative_slope=activation)
+
+
+def mlp(
+    sizes: Sequence[int],
+    activation: float | str | Callable[[], nn.Module] = 0.0,
+    *,
+    seed: int | None = None,
+    bias_shift: float = 0.0,
+    prelu_init: float = 0.25,
+) -> nn.Sequential:
+    r"""A multilayer perceptron: ``Linear``, activation, ..., ``Linear`` (no final activation).
+
+    For ``sizes = [d_0, d_1, ..., d_K]`` the network computes, with :math:`h_0 = x`,
+
+    .. math::
+        z_k = W_k h_{k-1} + b_k, \qquad h_k = \phi(z_k) \quad (k < K), \qquad f(x) = z_K,
+
+    where :math:`\phi(z) = \max(0, z) + \alpha \min(0, z)` is Leaky ReLU with negative slope
+    :math:`\alpha` (ReLU for :math:`\alpha = 0`, the identity for :math:`\alpha = 1`), or PReLU,
+    where :math:`\alpha` is learned. Two sizes give a linear (softmax-regression) model.
+    Weights and biases get PyTorch's default ``nn.Linear`` initialisation.
+
+    Args:
+        sizes: layer widths, input first and output last, at least two positive ints.
+        activation: a fixed negative slope (a real number; ``0`` gives ``nn.ReLU``, any other
+            value ``nn.LeakyReLU``), ``"relu"``, ``"prelu"`` (``nn.PReLU`` with one learnable
+            slope per layer), ``"prelu_channelwise"`` (one slope per unit), or a callable with
+            no arguments that returns a fresh activation module for each hidden layer.
+        seed: if given, the parameters are drawn from ``torch.manual_seed(seed)`` inside
+            ``torch.random.fork_rng``, so the global random state is left untouched and the
+            same seed always gives the same network; if ``None``, the global generator is used.
+        bias_shift: a constant added to every hidden layer's bias after initialisation (not
+            the output layer's). A negative shift pushes pre-activations below zero, the
+            classic way to kill ReLU units.
+        prelu_init: initial PReLU slope (0.25, as in He et al. 2015 and ``nn.PReLU``).
+
+    Returns:
+        An ``nn.Sequential`` mapping inputs of shape :math:`(N, d_0)` to logits of shape
+        :math:`(N, d_K)`.
+
+    Raises:
+        TypeError: if an argument has the wrong type, or the factory does not return an
+            ``nn.Module``.
+        ValueError: if an argument has a wrong value.
+
+    Example:
+        >>> net = mlp([40, 100, 100, 10], 0.01, seed=0)
+        >>> net
+        Sequential(
+          (0): Linear(in_features=40, out_features=100, bias=True)
+          (1): LeakyReLU(negative_slope=0.01)
+          (2): Linear(in_features=100, out_features=100, bias=True)
+          (3): LeakyReLU(negative_slope=0.01)
+          (4): Linear(in_features=100, out_features=10, bias=True)
+        )
+        >>> net(torch.randn(8, 40)).shape
+        torch.Size([8, 10])
+    """
+    sizes = check_sizes(sizes)
+    activation = check_activation("activation", activation)
+    if seed is not None:
+        check_non_negative_int("seed", seed)
+    bias_shift = check_real("bias_shift", bias_shift)
+    prelu_init = check_real("prelu_init", prelu_init)
+
+    def build() -> nn.Sequential:
+        layers: list[nn.Module] = []
+        for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(fan_in, fan_out))
+            if k < len(sizes) - 2:
+                layers.append(_activation_module(activation, fan_out, prelu_init))
+        return nn.Sequential(*layers)
+
+    if seed is None:
+        net = build()
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = build()
+    with torch.no_grad():
+        for layer in list(net)[:-1]:
+            if isinstance(layer, nn.Linear):
+                layer.bias.add_(bias_shift)
+    return net
+
+
+def check_data(name: str, data: object, *, flat: bool = False) -> MNIST1D:
+    """``data`` must be an ``MNIST1D``; with ``flat``, its inputs must be 2-D ``(N, L)``."""
+    if not isinstance(data, MNIST1D):
+        raise TypeError(f"{name} must be an MNIST1D (see load_mnist1d), got {type(data).__name__}")
+    if flat and data.x_train.dim() != 2:
+        raise ValueError(f"{name} must have inputs of shape (N, L), not the channels view "
+                         f"{tuple(data.x_train.shape)}")
+    return data
+
+
+def _check_labels(x: torch.Tensor, y: object) -> torch.Tensor:
+    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64:
+        kind = f"dtype {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
+        raise TypeError(f"y must be a torch.int64 tensor of class indices, got {kind}")
+    if y.dim() != 1 or x.dim() < 1 or x.shape[0] != y.shape[0] or len(y) == 0:
+        raise ValueError(f"x must have shape (N, ...) and y shape (N,) with the same N > 0, "
+                         f"got {tuple(x.shape)} and {tuple(y.shape)}")
+    return y
+
+
+def make_optimizer(
+    params: Iterable[torch.Tensor] | Iterable[dict],
+    optimizer: str,
+    *,
+    lr: float,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+) -> torch.optim.Optimizer:
+    """The ``torch.optim`` optimizer named ``optimizer``, with PyTorch's defaults otherwise.
+
+    Args:
+        params: parameters, or parameter groups (dicts; a group without ``"weight_decay"`` gets
+            ``weight_decay``).
+        optimizer: ``"adam"`` (``torch.optim.Adam``: weight decay added to the gradient, i.e.
+            L2), ``"adamw"`` (``torch.optim.AdamW``: decoupled weight decay) or ``"sgd"``.
+        lr: learning rate, positive.
+        weight_decay: default weight decay, non-negative.
+        momentum: SGD momentum in :math:`[0, 1)`; must be 0 for Adam and AdamW.
+
+    Returns:
+        The optimizer.
+
+    Raises:
+        TypeError: if an argument has the wrong type.
+        ValueError: if an argument has a wrong value.
+
+    Example:
+        >>> net = mlp([40, 10])
+        >>> make_optimizer(net.parameters(), "sgd", lr=0.1, momentum=0.9).defaults["momentum"]
+        0.9
+    """
+    optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
+    if check_non_negative_real("lr", lr) == 0:
+        raise ValueError("lr must be positive, got 0")
+    weight_decay = check_non_negative_real("weight_decay", weight_decay)
+    if check_non_negative_real("momentum", momentum) >= 1:
+        raise ValueError(f"momentum must be less than 1, got {momentum!r}")
+    if momentum and optimizer != "sgd":
+        raise ValueError(f"momentum applies to optimizer='sgd' only, got momentum={momentum!r} "
+                         f"with optimizer={optimizer!r}")
+    # fused=True: one kernel per step instead of a dozen per tensor, several times faster on
+    # CPU; the batched trainer's speed depends on it. Same update rule as the default.
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                               fused=True)
+    cls = torch.optim.Adam if optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=lr, weight_decay=weight_decay, fused=True)
+
+
+def train(
+    model: nn.Module,
+    data: MNIST1D,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int = 100,
+    optimizer: str = "adam",
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    param_groups: list[dict] | None = None,
+    seed: int = 0,
+    callback: Callable[[int, nn.Module], None] | None = None,
+) -> torch.Tensor:
+    """Train ``model`` in place on ``data``'s training split with mini-batch cross-entropy.
+
+    Each epoch draws a fresh permutation of the training set from a ``torch.Generator`` seeded
+    once with ``seed``, so the data order depends only on ``seed`` (not on the global random
+    state, nor on the model). The batched trainer uses the same orders.
+
+    Args:
+        model: maps inputs of shape :math:`(B, \\ldots)` to logits of shape :math:`(B, 10)`.
+        data: an ``MNIST1D``; only its training split is used.
+        epochs: number of passes over the training set.
+        lr: learning rate.
+        batch_size: examples per mini-batch (the last batch of an epoch may be smaller).
+        optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"`` (see :func:`make_optimizer`).
+        momentum: SGD momentum (0 for Adam and AdamW).
+        weight_decay: weight decay for every parameter, or the default for groups in
+            ``param_groups`` that do not set their own.
+        param_groups: optional ``torch.optim`` parameter groups (a list of dicts with
+            ``"params"``), e.g. to exempt PReLU slopes from weight decay; by default, one group
+            with all of ``model.parameters()``.
+        seed: seed of the data order.
+        callback: called as ``callback(epoch, model)`` once before training (``epoch = 0``)
+            and after each epoch (``epoch = 1, ..., epochs``), e.g. to record statistics. The
+            model is in training mode; :func:`evaluate` restores the mode it finds.
+
+    Returns:
+        The mean training loss of each epoch (the mean of its mini-batch losses), shape
+        :math:`(\\text{epochs},)`.
+
+    Raises:
+        TypeError: if an argument has the wrong type.
+        ValueError: if an argument has a wrong value.
+
+    Example:
+        >>> from rectifiers.data import load_mnist1d
+        >>> data = load_mnist1d()
+        >>> net = mlp([40, 100, 100, 10], "prelu", seed=0)
+        >>> losses = train(net, data, epochs=2, lr=1e-2, seed=0)
+        >>> losses.shape
+        torch.Size([2])
+    """
+    check_module("model", model)
+    data = check_data("data", data)
+    epochs = check_positive_int("epochs", epochs)
+    batch_size = check_positive_int("batch_size", batch_size)
+    seed = check_non_negative_int("seed", seed)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+    if param_groups is None:
+        params: list = list(model.parameters())
+    elif isinstance(param_groups, list) and all(
+        isinstance(group, dict) and "params" in group for group in param_groups
+    ):
+        params = param_groups
+    else:
+        raise TypeError("param_groups must be a list of dicts, each with a 'params' entry, "
+                        f"or None, got {type(param_groups).__name__}")
+    opt = make_optimizer(params, optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum)
+
+    x, y = data.x_train, data.y_train
+    generator = torch.Generator().manual_seed(seed)
+    losses = torch.zeros(epochs)
+    model.train()
+    if callback is not None:
+        callback(0, model)
+    for epoch in range(epochs):
+        order = torch.randperm(len(y), generator=generator)
+        batch_losses = []
+        for batch in order.split(batch_size):
+            loss = F.cross_entropy(model(x[batch]), y[batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            batch_losses.append(loss.detach())
+        losses[epoch] = torch.stack(batch_losses).mean()
+        if callback is not None:
+            callback(epoch + 1, model)
+    return losses
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    r"""Mean cross-entropy and accuracy of ``model`` on ``(x, y)``.
+
+    The model is put in evaluation mode for the computation and then returned to the mode it
+    was in. Accuracy is the fraction of examples whose largest logit is the true class,
+
+    .. math::
+        \text{accuracy} = \frac{1}{N} \sum_{n=1}^{N} [\arg\max_c f(x_n)_c = y_n].
+
+    Args:
+        model: maps :math:`(N, \ldots)` inputs to :math:`(N, C)` logits.
+        x: inputs, a floating-point tensor of shape :math:`(N, \ldots)`.
+        y: ``torch.int64`` class indices of shape :math:`(N,)`.
+
+    Returns:
+        ``(loss, accuracy)`` as Python floats.
+
+    Raises:
+        TypeError: if an argument has the wrong type.
+        ValueError: if the shapes disagree.
+
+    Example:
+        >>> from rectifiers.data import load_mnist1d
+        >>> data = load_mnist1d()
+        >>> loss, accuracy = evaluate(mlp([40, 10], seed=0), data.x_test, data.y_test)
+        >>> 0.0 <= accuracy <= 1.0
+        True
+    """
+    check_module("model", model)
+    check_float_tensor("x", x)
+    _check_labels(x, y)
+    was_training = model.training
+    model.eval()
+    try:
+        logits = model(x)
+    finally:
+        model.train(was_training)
+    loss = F.cross_entropy(logits, y)
+    accuracy = (logits.argmax(dim=1) == y).to(torch.float64).mean()
+    return float(loss), float(accuracy)
