@@ -315,12 +315,18 @@ def normalise(value: Any, param_names: Mapping[int, str] | None = None) -> Any:
 
 
 def materialise(value: Any, built: list[torch.nn.Module] | None = None) -> Any:
-    """Replace every :class:`ModuleSpec` inside ``value`` by the module it builds (recorded in ``built``)."""
+    """A fresh copy of a case's arguments: each :class:`ModuleSpec` built (and recorded in
+    ``built``), each tensor and array cloned, so a reference that works in place cannot change
+    the case itself."""
     if isinstance(value, ModuleSpec):
         module = value.build()
         if built is not None:
             built.append(module)
         return module
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone().requires_grad_(value.requires_grad)
+    if isinstance(value, np.ndarray):
+        return value.copy()
     if isinstance(value, tuple):
         return tuple(materialise(x, built) for x in value)
     if isinstance(value, list):
@@ -514,7 +520,7 @@ class FunctionItem(AutoItem):
         return list(self._public)
 
     def hidden_cases(self, rng: torch.Generator) -> list[Case]:
-        return [] if self._hidden is None else _check_cases("hidden", self._hidden(rng))
+        return [] if self._hidden is None else list(_check_cases("hidden", self._hidden(rng)))
 
     def reference(self, case: Case) -> Any:
         built: list[torch.nn.Module] = []
@@ -651,7 +657,7 @@ class ModuleItem(AutoItem):
         return list(self._public)
 
     def hidden_cases(self, rng: torch.Generator) -> list[Case]:
-        return [] if self._hidden is None else _check_cases("hidden", self._hidden(rng))
+        return [] if self._hidden is None else list(_check_cases("hidden", self._hidden(rng)))
 
     def reference(self, case: Case) -> Case:
         # The expected outputs depend on the learner's parameters: compare() recomputes them.
