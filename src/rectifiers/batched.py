@@ -24,9 +24,8 @@ per layer or one per unit), so ReLU, Leaky ReLU and PReLU models can share one r
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -118,7 +117,7 @@ class BatchedMLP(nn.Module):
         True
     """
 
-    def __init__(self, models: Sequence[nn.Sequential], seeds: Sequence[int] | None = None):
+    def __init__(self, models, seeds=None):
         super().__init__()
         if isinstance(models, nn.Module) or not isinstance(models, Sequence) or not models:
             raise TypeError("models must be a non-empty sequence (list or tuple) of "
@@ -193,15 +192,15 @@ class BatchedMLP(nn.Module):
         """The number of hidden (activated) layers."""
         return len(self.sizes) - 2
 
-    def slope(self, k: int) -> torch.Tensor:
+    def slope(self, k: int):
         """The negative slopes of hidden layer ``k``, shape :math:`(M, 1)` or :math:`(M, d)`.
 
         Args:
             k: hidden-layer index, ``0 <= k < num_hidden``.
 
         Returns:
-            Each model's slope(s): a fixed slope, or its learnable PReLU slope(s); differentiable
-            with respect to ``slopes``.
+            For each model, its fixed slope or its learnable PReLU slope (one per unit for a
+            channel-wise model), differentiable with respect to ``slopes``.
 
         Raises:
             TypeError: if ``k`` is not an int.
@@ -233,9 +232,7 @@ class BatchedMLP(nn.Module):
             pieces.append(positive + a * (part - positive))
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
-    def forward_with_preactivations(
-        self, x: torch.Tensor
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward_with_preactivations(self, x):
         """Logits and every hidden layer's pre-activations :math:`z_k`.
 
         Args:
@@ -266,7 +263,7 @@ class BatchedMLP(nn.Module):
             h = self._activate(k, z)
         raise AssertionError("unreachable: the last layer returns")  # pragma: no cover
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x):
         """Logits of every model.
 
         Args:
@@ -278,7 +275,7 @@ class BatchedMLP(nn.Module):
         return self.forward_with_preactivations(x)[0]
 
     @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def evaluate(self, x, y):
         """Mean cross-entropy and accuracy of every model on the same data.
 
         Args:
@@ -297,7 +294,7 @@ class BatchedMLP(nn.Module):
         return _losses(logits, y), (logits.argmax(dim=2) == y).to(logits.dtype).mean(dim=1)
 
     @torch.no_grad()
-    def statistics(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def statistics(self, x):
         r"""Per-model, per-hidden-layer unit statistics on the inputs ``x`` (held-out data).
 
         With :math:`z_{nj}` the pre-activation of unit :math:`j` on example :math:`n` (of
@@ -338,7 +335,7 @@ class BatchedMLP(nn.Module):
         return {name: torch.stack(values, dim=1) if values else empty
                 for name, values in columns.items()}
 
-    def unstack(self, m: int) -> nn.Sequential:
+    def unstack(self, m: int):
         """Model ``m`` as a stand-alone ``nn.Sequential``, shaped like ``mlp`` builds it.
 
         Fixed slope 0 becomes ``nn.ReLU``, another fixed slope ``nn.LeakyReLU``, a learnable
@@ -406,7 +403,7 @@ def _losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
                            reduction="none").view(models, n).mean(dim=1)
 
 
-def grid(activations: Sequence, seeds: Sequence[int]) -> tuple[list, list[int]]:
+def grid(activations, seeds) -> tuple[list, list[int]]:
     """Every (activation, seed) pair, activation-major, as two equally long lists.
 
     Results of a run over the grid reshape to ``(len(activations), len(seeds))``: model
@@ -439,9 +436,9 @@ def grid(activations: Sequence, seeds: Sequence[int]) -> tuple[list, list[int]]:
 
 
 def batched_mlp(
-    sizes: Sequence[int],
-    activations: Sequence[float | str],
-    seeds: Sequence[int],
+    sizes,
+    activations,
+    seeds,
     *,
     bias_shift: float = 0.0,
     prelu_init: float = 0.25,
@@ -486,7 +483,6 @@ def batched_mlp(
     return BatchedMLP(models, seeds)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
 class BatchedHistory:
     """What :func:`train_batched` recorded: :math:`R` records of :math:`M` models' state.
 
@@ -506,15 +502,23 @@ class BatchedHistory:
         slope: mean negative slope per layer, shape :math:`(R, M, L)`.
     """
 
-    steps: torch.Tensor
-    steps_per_epoch: int
-    train_loss: torch.Tensor
-    test_loss: torch.Tensor
-    test_accuracy: torch.Tensor
-    dead_fraction: torch.Tensor
-    negative_fraction: torch.Tensor
-    zero_fraction: torch.Tensor
-    slope: torch.Tensor
+    # Not a dataclass: field annotations would become unresolvable torch.Tensor references on
+    # the API page (the book builds with nitpicky warnings as errors).
+    def __init__(self, *, steps, steps_per_epoch, train_loss, test_loss, test_accuracy,
+                 dead_fraction, negative_fraction, zero_fraction, slope):
+        self.steps = steps
+        self.steps_per_epoch = steps_per_epoch
+        self.train_loss = train_loss
+        self.test_loss = test_loss
+        self.test_accuracy = test_accuracy
+        self.dead_fraction = dead_fraction
+        self.negative_fraction = negative_fraction
+        self.zero_fraction = zero_fraction
+        self.slope = slope
+
+    def __repr__(self) -> str:
+        records, models = self.test_accuracy.shape
+        return f"BatchedHistory({records} records of {models} models, steps={self.steps.tolist()})"
 
 
 def train_batched(
@@ -528,9 +532,9 @@ def train_batched(
     momentum: float = 0.0,
     weight_decay: float = 0.0,
     slope_weight_decay: float | None = None,
-    seeds: Sequence[int] | None = None,
+    seeds=None,
     record_every: int | None = None,
-    callback: Callable[[int, BatchedMLP], None] | None = None,
+    callback=None,
 ) -> BatchedHistory:
     """Train all models of ``model`` in place, exactly as ``train`` would train each alone.
 

@@ -12,7 +12,6 @@ about a second, so the raw arrays are cached under the build folder (see :func:`
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -40,9 +39,8 @@ _CACHE_FORMAT = 1
 _SPLITS = ("x", "y", "x_test", "y_test")
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
 class MNIST1D:
-    """A standardised MNIST-1D train/test split.
+    """A standardised MNIST-1D train/test split (immutable).
 
     The inputs are standardised with the **training set's** statistics: one mean and one
     standard deviation over all training values, shared by every position. A single pair (not
@@ -71,17 +69,13 @@ class MNIST1D:
         torch.Size([4000, 1, 40])
     """
 
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    mean: float = 0.0
-    std: float = 1.0
+    # A plain class rather than a dataclass: the fields' annotations would reach the API page
+    # as cross-references to torch.Tensor, which the nitpicky book build cannot resolve.
+    __slots__ = ("x_train", "y_train", "x_test", "y_test", "mean", "std")
 
-    def __post_init__(self) -> None:
-        for split in ("train", "test"):
+    def __init__(self, x_train, y_train, x_test, y_test, mean=0.0, std=1.0):
+        for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
             x_name, y_name = f"x_{split}", f"y_{split}"
-            x, y = getattr(self, x_name), getattr(self, y_name)
             if not isinstance(x, torch.Tensor) or not x.is_floating_point():
                 raise TypeError(f"{x_name} must be a floating-point torch.Tensor, got {_kind(x)}")
             if not isinstance(y, torch.Tensor) or y.dtype != torch.int64:
@@ -96,14 +90,28 @@ class MNIST1D:
                     f"{y_name} must hold class indices in 0..{NUM_CLASSES - 1}, "
                     f"got values in {int(y.min())}..{int(y.max())}"
                 )
-        if self.x_train.shape[1:] != self.x_test.shape[1:]:
+        if x_train.shape[1:] != x_test.shape[1:]:
             raise ValueError(
                 "x_train and x_test must have the same example shape, got "
-                f"{tuple(self.x_train.shape[1:])} and {tuple(self.x_test.shape[1:])}"
+                f"{tuple(x_train.shape[1:])} and {tuple(x_test.shape[1:])}"
             )
-        check_real("mean", self.mean)
-        if check_real("std", self.std) <= 0:
-            raise ValueError(f"std must be positive, got {self.std!r}")
+        mean = check_real("mean", mean)
+        if check_real("std", std) <= 0:
+            raise ValueError(f"std must be positive, got {std!r}")
+        values = (x_train, y_train, x_test, y_test, mean, float(std))
+        for name, value in zip(self.__slots__, values):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"MNIST1D is immutable: cannot set {name!r}")
+
+    def __repr__(self) -> str:
+        return (f"MNIST1D(train={tuple(self.x_train.shape)}, test={tuple(self.x_test.shape)}, "
+                f"dtype={self.x_train.dtype})")
+
+    def _replace(self, **changes: torch.Tensor) -> MNIST1D:
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        return MNIST1D(**{**fields, **changes})
 
     @property
     def num_features(self) -> int:
@@ -118,9 +126,7 @@ class MNIST1D:
         """
         if self.x_train.dim() == 3:
             return self
-        return dataclasses.replace(
-            self, x_train=self.x_train.unsqueeze(1), x_test=self.x_test.unsqueeze(1)
-        )
+        return self._replace(x_train=self.x_train.unsqueeze(1), x_test=self.x_test.unsqueeze(1))
 
     def subset(self, n_train: int, n_test: int) -> MNIST1D:
         """The first ``n_train`` training and ``n_test`` test examples (for quick checks).
@@ -142,8 +148,7 @@ class MNIST1D:
                                ("n_test", n_test, len(self.y_test))):
             if check_positive_int(name, n) > total:
                 raise ValueError(f"{name} must be at most {total}, got {n}")
-        return dataclasses.replace(
-            self,
+        return self._replace(
             x_train=self.x_train[:n_train], y_train=self.y_train[:n_train],
             x_test=self.x_test[:n_test], y_test=self.y_test[:n_test],
         )
@@ -164,7 +169,7 @@ def _repo_root() -> Path | None:
     return None
 
 
-def cache_dir() -> Path:
+def cache_dir():
     """The folder where generated datasets are cached.
 
     In order of precedence: the environment variable ``RECTIFIERS_CACHE_DIR``; else
@@ -276,7 +281,7 @@ def load_mnist1d(
     num_samples: int = 5000,
     train_split: float = 0.8,
     *,
-    dtype: torch.dtype = torch.float32,
+    dtype=torch.float32,
     use_cache: bool = True,
 ) -> MNIST1D:
     r"""Generate (or load from the cache) MNIST-1D and standardise it.

@@ -10,13 +10,11 @@ from Student's *t* distribution (:func:`mean_ci95`): with 5 seeds a normal-theor
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
 
 import matplotlib
 import matplotlib.colors
-import matplotlib.lines
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -91,7 +89,7 @@ def use_style() -> None:
     matplotlib.rcParams.update(STYLE)
 
 
-def style() -> contextlib.AbstractContextManager:
+def style():
     """A context manager applying :data:`STYLE` inside a ``with`` block only.
 
     Returns:
@@ -183,7 +181,7 @@ def label_for(activation: str | float) -> str:
     return f"Leaky ReLU (α = {kind:g})"
 
 
-def mean_ci95(values: torch.Tensor, dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def mean_ci95(values, dim: int = 0):
     r"""Mean and half-width of the 95% Student-*t* confidence interval along ``dim``.
 
     For :math:`n` values (e.g. one per seed) with mean :math:`\bar{x}` and sample standard
@@ -243,15 +241,15 @@ def _check_label(name: str, label: object) -> str:
 
 
 def plot_band(
-    ax: Axes,
-    x: torch.Tensor,
-    mean: torch.Tensor,
-    halfwidth: torch.Tensor,
+    ax,
+    x,
+    mean,
+    halfwidth,
     *,
     label: str,
     color: str | None = None,
     alpha: float = 0.2,
-) -> matplotlib.lines.Line2D:
+):
     r"""Plot ``mean`` as a line and ``mean ± halfwidth`` as a shaded band of the same colour.
 
     Args:
@@ -303,14 +301,14 @@ def plot_band(
 
 
 def finish(
-    ax: Axes,
+    ax,
     *,
     xlabel: str,
     ylabel: str,
     title: str | None = None,
     legend: bool = True,
     legend_loc: str = "best",
-) -> Axes:
+):
     """Label the axes and add the legend: the last call for every axes of the book.
 
     Args:
@@ -355,7 +353,7 @@ def finish(
     return ax
 
 
-def check_figure(fig: Figure) -> None:
+def check_figure(fig) -> None:
     """Check that every axes of ``fig`` has both axis labels and a legend.
 
     A figure-level legend (``fig.legend``) counts for all its axes. Axes that are switched

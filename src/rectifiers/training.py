@@ -12,7 +12,7 @@ last one may be smaller), and minimises the mean cross-entropy
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,7 @@ __all__ = ["OPTIMIZERS", "PRELU_KINDS", "evaluate", "make_optimizer", "mlp", "tr
 
 #: Names accepted by ``optimizer`` arguments.
 OPTIMIZERS = ("adam", "adamw", "sgd")
-#: String activations for a learnable slope: one per layer, or one per unit ("channel-wise").
+#: The string activations with a learnable slope, one per layer or one per unit.
 PRELU_KINDS = ("prelu", "prelu_channelwise")
 
 
@@ -74,13 +74,13 @@ def _activation_module(activation: float | str | Callable[[], nn.Module], width:
 
 
 def mlp(
-    sizes: Sequence[int],
-    activation: float | str | Callable[[], nn.Module] = 0.0,
+    sizes,
+    activation=0.0,
     *,
     seed: int | None = None,
     bias_shift: float = 0.0,
     prelu_init: float = 0.25,
-) -> nn.Sequential:
+):
     r"""A multilayer perceptron: ``Linear``, activation, ..., ``Linear`` (no final activation).
 
     For ``sizes = [d_0, d_1, ..., d_K]`` the network computes, with :math:`h_0 = x`,
@@ -178,13 +178,13 @@ def _check_labels(x: torch.Tensor, y: object) -> torch.Tensor:
 
 
 def make_optimizer(
-    params: Iterable[torch.Tensor] | Iterable[dict],
+    params,
     optimizer: str,
     *,
     lr: float,
     weight_decay: float = 0.0,
     momentum: float = 0.0,
-) -> torch.optim.Optimizer:
+):
     """The ``torch.optim`` optimizer named ``optimizer``, with PyTorch's defaults otherwise.
 
     Args:
@@ -227,7 +227,7 @@ def make_optimizer(
 
 
 def train(
-    model: nn.Module,
+    model,
     data: MNIST1D,
     *,
     epochs: int,
@@ -238,8 +238,8 @@ def train(
     weight_decay: float = 0.0,
     param_groups: list[dict] | None = None,
     seed: int = 0,
-    callback: Callable[[int, nn.Module], None] | None = None,
-) -> torch.Tensor:
+    callback=None,
+):
     """Train ``model`` in place on ``data``'s training split with mini-batch cross-entropy.
 
     Each epoch draws a fresh permutation of the training set from a ``torch.Generator`` seeded
@@ -320,7 +320,7 @@ def train(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def evaluate(model, x, y) -> tuple[float, float]:
     r"""Mean cross-entropy and accuracy of ``model`` on ``(x, y)``.
 
     The model is put in evaluation mode for the computation and then returned to the mode it
