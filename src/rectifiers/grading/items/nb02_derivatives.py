@@ -58,7 +58,7 @@ LEAKY_FROM_SCRATCH = FunctionItem(
     ],
     hidden=_slope_cases,
     hint="Select x where x > 0 and negative_slope * x elsewhere (torch.where); max(x, a*x) is "
-    "only right for 0 <= a <= 1. Keep the input's shape and dtype.",
+    "only right for a <= 1. Keep the input's shape and dtype.",
     rtol=1e-6,
     atol=1e-7,
 )
