@@ -173,7 +173,7 @@ def isolate_filesystem(workdir: str, hidden: list[str], new_proc: bool, expose: 
     mount_setattr(workdir, attr_clr=MOUNT_ATTR_RDONLY)
     if new_proc:
         try:
-            mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            mount("proc", "/proc", "proc", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
         except SandboxError:
             pass  # a container may forbid a second proc mount; the outer /proc is read-only anyway
 

@@ -92,9 +92,10 @@ def _probe_namespaces(probe_dir: str, userns: bool) -> tuple[bool, str]:
         os.close(read_end)
         try:
             os.setsid()
+            uid, gid = os.getuid(), os.getgid()  # inside a new user namespace they read as unmapped
             _sandbox.unshare(_sandbox.JOB_NAMESPACES | (_sandbox.CLONE_NEWUSER if userns else 0))
             if userns:
-                _sandbox.map_ids(os.getuid(), os.getgid())
+                _sandbox.map_ids(uid, gid)
             inner = os.fork()
             if inner == 0:
                 try:
@@ -131,7 +132,7 @@ def _worker(job: dict, sock_fd: int, out_fd: int, processes: int | None) -> None
         _sandbox.apply_limits(job["memory_bytes"], job["file_bytes"], job["cpu_seconds"], job["open_files"], processes)
         if job["uid"] is not None:
             _sandbox.drop_privileges(job["uid"], job["gid"])
-        elif job["userns"]:
+        elif job["namespaces"] and job["userns"]:
             _sandbox.drop_capabilities()
         _sandbox.set_no_new_privs()
         _sandbox.set_parent_death_signal()

@@ -584,7 +584,7 @@ class Grader:
                 outcomes[item.id] = _Outcome("manual", f"answer: {answer}" if answer else "no answer found")
         auto = [item for item in items if isinstance(item, AutoItem)]
         if auto:
-            result.seed = secrets.randbits(63) if self.seed is None else _derive_seed(self.seed, student, notebook)
+            result.seed = self._fresh_seed(student, notebook)
             code = [[cell.index, cell.source] for cell in cells if cell.cell_type == "code"]
             output = self._output_for(slot)
             output.__init__()
@@ -593,6 +593,10 @@ class Grader:
         result.rows = self._rows(student, notebook, outcomes)
         result.seconds = time.monotonic() - started
         return result
+
+    def _fresh_seed(self, student: str, notebook: str) -> int:
+        """The submission's seed of hidden cases: secret and new, unless the grader has a ``seed``."""
+        return secrets.randbits(63) if self.seed is None else _derive_seed(self.seed, student, notebook)
 
     def _new_workdir(self, slot: int, notebook: str, data: bytes) -> str:
         workdir = tempfile.mkdtemp(prefix=f"job{slot}-", dir=self._scratch)
