@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import os
 import resource
@@ -92,17 +94,35 @@ def cli_run(tmp_path_factory):
     shutil.copy(SOLVED, subs / "alice" / "00_examples.ipynb")
     shutil.copy(SOLVED, subs / "=HYPERLINK(1)" / "00_examples.ipynb")
     (subs / "notes.txt").write_text("not a student")
-    args = [str(SCRIPT), str(subs), "--out", str(base / "out"), "--include-examples", "--notebooks", "00_examples"]
-    run = subprocess.run(args + ["--jobs", "2", "--seed", "7"], capture_output=True, text=True, timeout=300)
-    return {"run": run, "out": base / "out"}
+    args = [str(subs), "--out", str(base / "out"), "--include-examples", "--notebooks", "00_examples"]
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        status = cli.main(args + ["--jobs", "2", "--seed", "7"])
+    return {"status": status, "stderr": stderr.getvalue(), "out": base / "out"}
 
 
 def test_cli_exits_zero_and_reports(cli_run):
-    run = cli_run["run"]
-    assert run.returncode == 0, run.stderr
-    assert "graded 3 notebooks of 3 students" in run.stderr
-    assert "skipping notes.txt (not a folder)" in run.stderr
-    assert "\r" not in run.stderr  # no progress bar when stderr is not a terminal
+    assert cli_run["status"] == 0, cli_run["stderr"]
+    assert "graded 3 notebooks of 3 students" in cli_run["stderr"]
+    assert "skipping notes.txt (not a folder)" in cli_run["stderr"]
+    assert "\r" not in cli_run["stderr"]  # no progress bar when stderr is not a terminal
+
+
+def test_console_script_is_installed_and_reports_usage_errors(tmp_path):
+    run = subprocess.run([str(SCRIPT), str(tmp_path / "absent"), "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert run.returncode == 2 and "is not an existing folder" in run.stderr
+
+
+def test_an_internal_failure_exits_one_with_a_message(tmp_path, capsys, monkeypatch):
+    from rectifiers.grading import engine
+
+    def broken_start(self):
+        raise RuntimeError("zygote could not start")
+
+    monkeypatch.setattr(engine.Grader, "start", broken_start)
+    (tmp_path / "subs").mkdir()
+    status = cli.main([str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--include-examples"])
+    assert status == 1 and "error: RuntimeError: zygote could not start" in capsys.readouterr().err
 
 
 def test_cli_outputs(cli_run):

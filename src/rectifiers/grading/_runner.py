@@ -57,7 +57,7 @@ def make_shell() -> Any:
 
     config = Config()
     config.HistoryManager.enabled = False
-    config.InteractiveShell.colors = "NoColor"
+    config.InteractiveShell.colors = "nocolor"
     return InteractiveShell.instance(config=config)
 
 
@@ -98,7 +98,7 @@ def serve(fd: int) -> None:
             channel.send({"type": "reply", "nonce": message["nonce"], "reply": {"status": "error", **_error(error)}})
 
 
-def main(fd: int) -> None:
+def main(fd: int) -> None:  # pragma: no cover - sandboxed child only
     """Entry point in the worker: serve, then leave without running interpreter teardown."""
     try:
         serve(fd)

@@ -12,6 +12,11 @@ what the sandbox does is visible here:
 - :func:`apply_limits`: address space, CPU time, file size, open files, processes, no core dumps;
 - :func:`drop_privileges` / :func:`drop_capabilities`: an unprivileged uid (as root) or no
   capabilities (in a user namespace), and ``no_new_privs``.
+
+The functions marked ``pragma: no cover`` run only in forked sandbox processes, which cannot
+write coverage data (they lose their privileges and see a read-only filesystem);
+``tests/test_grading_sandbox.py`` exercises them through real grading runs and
+``tests/test_grading_runner.py`` checks them one by one in forked children.
 """
 
 from __future__ import annotations
@@ -65,19 +70,21 @@ def _check(result: int, what: str) -> None:
         raise SandboxError(err, f"{what}: {os.strerror(err)}")
 
 
-def unshare(flags: int) -> None:
+def unshare(flags: int) -> None:  # pragma: no cover - sandboxed child only
     """``unshare(2)``: move this process into new namespaces (PID: its next child is their init)."""
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
 
 
-def map_ids(outer_uid: int, outer_gid: int) -> None:
+def map_ids(outer_uid: int, outer_gid: int) -> None:  # pragma: no cover - sandboxed child only
     """In a fresh user namespace, map root inside to the grader's own uid and gid outside."""
     for name, text in (("setgroups", "deny"), ("uid_map", f"0 {outer_uid} 1"), ("gid_map", f"0 {outer_gid} 1")):
         with open(f"/proc/self/{name}", "w") as handle:
             handle.write(text)
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+def mount(  # pragma: no cover - sandboxed child only
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
     """``mount(2)``."""
     encode = lambda s: None if s is None else s.encode()  # noqa: E731
     _check(
@@ -95,7 +102,9 @@ class _MountAttr(ctypes.Structure):
     ]
 
 
-def mount_setattr(path: str, attr_set: int = 0, attr_clr: int = 0, recursive: bool = True) -> None:
+def mount_setattr(  # pragma: no cover - sandboxed child only
+    path: str, attr_set: int = 0, attr_clr: int = 0, recursive: bool = True
+) -> None:
     """``mount_setattr(2)`` (Linux 5.12+): change the flags of the mount at ``path`` (and below)."""
     attr = _MountAttr(attr_set, attr_clr, 0, 0)
     flags = AT_RECURSIVE if recursive else 0
@@ -122,7 +131,7 @@ def closed_ancestor(path: str) -> str | None:
     return None
 
 
-def _expose(paths: list[str], stage: str) -> None:
+def _expose(paths: list[str], stage: str) -> None:  # pragma: no cover - sandboxed child only
     """Make ``paths`` reachable for other users when a parent folder is closed to them.
 
     Each closed folder is covered by an empty tmpfs (its other contents stay hidden) into which
@@ -152,7 +161,9 @@ def _expose(paths: list[str], stage: str) -> None:
             os.rmdir(place)
 
 
-def isolate_filesystem(workdir: str, hidden: list[str], new_proc: bool, expose: list[str] = ()) -> None:
+def isolate_filesystem(  # pragma: no cover - sandboxed child only
+    workdir: str, hidden: list[str], new_proc: bool, expose: list[str] = ()
+) -> None:
     """Read-only view of every mount except ``workdir``; ``hidden`` folders covered by empty mounts.
 
     Must run in a new mount namespace (and, for ``new_proc``, in the new PID namespace). The
@@ -178,12 +189,12 @@ def isolate_filesystem(workdir: str, hidden: list[str], new_proc: bool, expose: 
             pass  # a container may forbid a second proc mount; the outer /proc is read-only anyway
 
 
-def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
+def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:  # pragma: no cover - sandboxed child only
     """Die with ``sig`` when the parent process dies (cleared by uid changes: call after them)."""
     _check(_libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(sig), 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
 
 
-def set_no_new_privs() -> None:
+def set_no_new_privs() -> None:  # pragma: no cover - sandboxed child only
     """No set-uid or file-capability gains for this process and its children, ever."""
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
 
@@ -196,7 +207,7 @@ class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
-def drop_capabilities() -> None:
+def drop_capabilities() -> None:  # pragma: no cover - sandboxed child only
     """Empty effective, permitted and inheritable capability sets (ambient ones go with them).
 
     For root inside a user namespace: first lock ``SECBIT_NOROOT``, so that running a program as
@@ -211,7 +222,7 @@ def drop_capabilities() -> None:
     _check(_libc.capset(ctypes.byref(header), data), "capset")
 
 
-def drop_privileges(uid: int, gid: int) -> None:
+def drop_privileges(uid: int, gid: int) -> None:  # pragma: no cover - sandboxed child only
     """Become ``uid``/``gid`` with no supplementary groups, irreversibly (from root)."""
     os.setgroups([])
     os.setresgid(gid, gid, gid)
@@ -238,7 +249,9 @@ def count_processes(uid: int) -> int:
     return count
 
 
-def apply_limits(memory_bytes: int, file_bytes: int, cpu_seconds: int, open_files: int, processes: int | None) -> None:
+def apply_limits(  # pragma: no cover - sandboxed child only
+    memory_bytes: int, file_bytes: int, cpu_seconds: int, open_files: int, processes: int | None
+) -> None:
     """Resource limits for the submission (soft = hard, so it cannot raise them again)."""
     limits = [
         (resource.RLIMIT_AS, memory_bytes),

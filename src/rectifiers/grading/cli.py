@@ -81,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--notebooks: unknown notebook(s) {unknown}; registered: {sorted(registry)}")
         registry = {name: registry[name] for name in registry if name in wanted}
     if not registry:
-        parser.error("no exercise notebooks are registered in rectifiers.grading.items (use --include-examples to try the grader)")
+        parser.error(
+            "no exercise notebooks are registered in rectifiers.grading.items "
+            "(use --include-examples to try the grader)"
+        )
 
     for entry in skipped_entries(submissions):
         print(f"grade-exercises: skipping {entry}", file=sys.stderr)

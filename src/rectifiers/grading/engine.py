@@ -714,7 +714,8 @@ class Grader:
                 return _Outcome("error", "the notebook process broke the grading protocol (unexpected reply)"), False
             status = reply.get("status")
             if status == "missing":
-                return _Outcome("failed", f"not attempted: `{item.name}` is not defined{_cell_note(errors, self.memory_mb)}"), True
+                note = _cell_note(errors, self.memory_mb)
+                return _Outcome("failed", f"not attempted: `{item.name}` is not defined{note}"), True
             if status == "not_implemented":
                 return _Outcome("failed", f"not attempted: `{item.name}` raises NotImplementedError"), True
             if status == "error":
@@ -739,7 +740,8 @@ class Grader:
 
 def _python_paths() -> list[str]:
     """Folders the submission's interpreter reads from: installation prefixes and ``sys.path``."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    paths.add(os.path.dirname(os.path.realpath(sys.executable)))
     paths.update(p for p in sys.path if p and os.path.isabs(p) and os.path.isdir(p))
     return sorted(os.path.realpath(p) for p in paths)
 

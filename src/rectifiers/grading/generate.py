@@ -135,6 +135,11 @@ def _has_region(source: str) -> bool:
     return any(line.strip() == BEGIN for line in source.splitlines())
 
 
+def _exercise_code(cell: nbread.Cell) -> bool:
+    """A code cell the learner needs: one with a solution region, or a check cell."""
+    return cell.cell_type == "code" and (_has_region(cell.source) or check_cell_id(cell.source) is not None)
+
+
 def _next_code_cell(cells: list[nbread.Cell], position: int) -> nbread.Cell | None:
     return next((c for c in cells[position + 1 :] if c.cell_type == "code"), None)
 
@@ -162,7 +167,7 @@ def generate(solution: dict, where: str = "notebook") -> dict:
                 raise GenerateError(f"{here}: a solution directive's fence is not closed in its cell")
             if "solution" in cell.tags or not source.strip():
                 continue
-        elif gated.in_gated and not (cell.cell_type == "code" and (_has_region(cell.source) or check_cell_id(cell.source))):
+        elif gated.in_gated and not _exercise_code(cell):
             continue  # a worked solution inside a gated block; the exercise's own cells stay
         elif "solution" in cell.tags:
             continue
@@ -264,18 +269,25 @@ def lint(solution: dict, notebook: str, registry: Mapping[str, Sequence[Any]]) -
         elif cell.cell_type == "code" and "check(" in cell.source and "def check" not in cell.source:
             for line in cell.source.splitlines():
                 if line.strip().startswith("check(") and check_cell_id(line) is None:
-                    problems.append(f"cell {cell.index}: a check call must be exactly check(\"<id>\", globals()) alone in its cell")
+                    problems.append(
+                        f'cell {cell.index}: a check call must be exactly check("<id>", globals()) alone in its cell'
+                    )
         if cell.cell_type == "markdown" and "manual" in cell.tags:
             if cell.grading_id is None:
-                problems.append(f"cell {cell.index}: a cell tagged manual needs metadata {{\"grading\": {{\"id\": ...}}}}")
+                problems.append(f'cell {cell.index}: a cell tagged manual needs metadata {{"grading": {{"id": ...}}}}')
                 continue
             manual[cell.grading_id] = manual.get(cell.grading_id, 0) + 1
             item = items.get(cell.grading_id)
             if item is None or item.kind != "manual":
-                problems.append(f"cell {cell.index}: {cell.grading_id!r} is not a registered written item of {notebook}")
+                problems.append(
+                    f"cell {cell.index}: {cell.grading_id!r} is not a registered written item of {notebook}"
+                )
             following = cells[position + 1] if position + 1 < len(cells) else None
             if following is None or following.cell_type != "markdown" or "solution" not in following.tags:
-                problems.append(f"cell {cell.index}: the written answer {cell.grading_id!r} must be followed by its rubric (a markdown cell tagged solution)")
+                problems.append(
+                    f"cell {cell.index}: the written answer {cell.grading_id!r} must be followed by its rubric "
+                    "(a markdown cell tagged solution)"
+                )
     for item in items.values():
         seen = (checks if item.kind == "auto" else manual).get(item.id, 0)
         if seen != 1:

@@ -267,7 +267,8 @@ def compare_outputs(
         if not isinstance(actual, dict):
             return False, f"{where}: expected a dict, got {_what(actual)}"
         if set(actual) != set(expected):
-            missing, extra = sorted(map(str, set(expected) - set(actual))), sorted(map(str, set(actual) - set(expected)))
+            missing = sorted(map(str, set(expected) - set(actual)))
+            extra = sorted(map(str, set(actual) - set(expected)))
             return False, f"{where}: keys differ (missing {missing}, unexpected {extra})"
         for key in expected:
             ok, detail = compare_outputs(
@@ -279,7 +280,9 @@ def compare_outputs(
     if isinstance(expected, wire.ModuleState):
         if not isinstance(actual, wire.ModuleState):
             return False, f"{where}: expected a module, got {_what(actual)}"
-        return compare_outputs(actual.state, expected.state, rtol=rtol, atol=atol, check_dtype=check_dtype, where=f"{where} state")
+        return compare_outputs(
+            actual.state, expected.state, rtol=rtol, atol=atol, check_dtype=check_dtype, where=f"{where} state"
+        )
     raise TypeError(f"expected must be plain data, a tensor, an array or a module state, got {type(expected).__name__}")
 
 
@@ -289,7 +292,8 @@ def _close_tensors(a: torch.Tensor, e: torch.Tensor, rtol: float, atol: float, w
         if bool(equal.all()):
             return True, ""
         index = tuple(int(i) for i in torch.nonzero(~equal)[0])
-        return False, f"{where}: values differ: at index {index} got {_show(a[index].item())}, expected {_show(e[index].item())}"
+        got, want = _show(a[index].item()), _show(e[index].item())
+        return False, f"{where}: values differ: at index {index} got {got}, expected {want}"
     a64, e64 = a.to(torch.float64), e.to(torch.float64)
     close = torch.isclose(a64, e64, rtol=rtol, atol=atol, equal_nan=True)
     if bool(close.all()):
@@ -586,7 +590,12 @@ class ValueItem(AutoItem):
 
     def compare(self, student_output: Any, expected: Any) -> tuple[bool, str]:
         return compare_outputs(
-            student_output, expected, rtol=self.rtol, atol=self.atol, check_dtype=self.check_dtype, where=f"`{self.name}`"
+            student_output,
+            expected,
+            rtol=self.rtol,
+            atol=self.atol,
+            check_dtype=self.check_dtype,
+            where=f"`{self.name}`",
         )
 
 
@@ -686,8 +695,11 @@ class ModuleItem(AutoItem):
                 with torch.no_grad():
                     reference = normalise(self._forward(dict(module.state), *inputs))
             except Exception as error:  # noqa: BLE001 - the learner's state can make any op fail
-                return False, f"forward on input {index}: the module's state does not fit ({type(error).__name__}: {error})"
-            ok, detail = compare_outputs(outputs[index], reference, rtol=self.rtol, atol=self.atol, where=f"forward output {index}")
+                reason = f"{type(error).__name__}: {error}"
+                return False, f"forward on input {index}: the module's state does not fit ({reason})"
+            ok, detail = compare_outputs(
+                outputs[index], reference, rtol=self.rtol, atol=self.atol, where=f"forward output {index}"
+            )
             if not ok:
                 return False, detail
         return True, ""

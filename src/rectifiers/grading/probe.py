@@ -77,7 +77,8 @@ def handle(namespace: Mapping[str, Any], request: Mapping[str, Any]) -> dict:
     except NotImplementedError as error:
         return {"status": "not_implemented", "message": _message(error)}
     except wire.WireError as error:
-        return {"status": "error", "type": "UnsupportedOutput", "message": f"the result cannot be checked: {_message(error)}"}
+        message = f"the result cannot be checked: {_message(error)}"
+        return {"status": "error", "type": "UnsupportedOutput", "message": message}
     except (Exception, SystemExit) as error:  # noqa: BLE001 - learner code can raise anything
         if isinstance(error, MemoryError):
             return {"status": "error", "type": "MemoryError", "message": _message(error) or "out of memory"}

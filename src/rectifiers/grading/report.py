@@ -171,6 +171,9 @@ def rows_from_csv(path: str) -> list[Row]:
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         return [
-            Row(r["student"], r["notebook"], r["exercise"], float(r["points"]), float(r["max_points"]), r["status"], r["detail"])
+            Row(
+                r["student"], r["notebook"], r["exercise"], float(r["points"]), float(r["max_points"]),
+                r["status"], r["detail"],
+            )
             for r in reader
         ]

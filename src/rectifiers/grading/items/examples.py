@@ -94,7 +94,8 @@ def _prelu_state(module: ModuleState, case: Case) -> tuple[bool, str]:
     weight = module.state["weight"]
     if tuple(weight.shape) != (num_parameters,):
         return False, f"`weight` must have shape ({num_parameters},), got {tuple(weight.shape)}"
-    if not weight.dtype.is_floating_point or not torch.allclose(weight.double(), torch.full_like(weight.double(), init)):
+    start = weight.double()
+    if not weight.dtype.is_floating_point or not torch.allclose(start, torch.full_like(start, init)):
         return False, f"`weight` must start with every slope equal to init={init}"
     return True, ""
 
@@ -104,7 +105,10 @@ def _prelu_hidden(rng: torch.Generator) -> list[Case]:
     for _ in range(3):
         channels = int(torch.randint(1, 6, (), generator=rng))
         init = _random_slope(rng)
-        inputs = tuple((3 * torch.randn(int(torch.randint(1, 5, (), generator=rng)), channels, 5, generator=rng),) for _ in range(2))
+        inputs = tuple(
+            (3 * torch.randn(int(torch.randint(1, 5, (), generator=rng)), channels, 5, generator=rng),)
+            for _ in range(2)
+        )
         cases.append(Case((), {"num_parameters": channels, "init": init}, inputs=inputs))
     return cases
 
@@ -117,7 +121,11 @@ PRELU_MODULE = ModuleItem(
     check_state=_prelu_state,
     public=[
         Case((), {}, inputs=((torch.tensor([[-2.0, 0.0, 2.0]]),),)),
-        Case((), {"num_parameters": 2, "init": 0.1}, inputs=((torch.tensor([[[-1.0, 1.0]], [[-3.0, 4.0]]]).transpose(1, 2),),)),
+        Case(
+            (),
+            {"num_parameters": 2, "init": 0.1},
+            inputs=((torch.tensor([[[-1.0, 1.0]], [[-3.0, 4.0]]]).transpose(1, 2),),),
+        ),
     ],
     hidden=_prelu_hidden,
     hint="One learnable slope per channel (dimension 1), registered as nn.Parameter `weight`, filled with init.",

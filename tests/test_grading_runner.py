@@ -1,0 +1,241 @@
+"""The pieces of the sandboxed side, one by one: the runner's protocol, and each confinement step.
+
+The runner is driven in-process over a socket pair. The confinement steps change the process
+irreversibly, so each runs in a forked child that reports what it saw through a pipe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import socket
+import tempfile
+import threading
+
+import pytest
+
+from rectifiers.grading import _runner, _sandbox, _zygote, public, wire
+from rectifiers.grading.items import examples as ex
+
+SOLUTION = "import torch\ndef leaky_relu(x, negative_slope=0.01):\n    return torch.where(x > 0, x, negative_slope * x)"
+
+
+@pytest.fixture
+def runner(monkeypatch):
+    """A runner serving in a thread; yields a function that exchanges messages with it."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    monkeypatch.setattr(public, "GRADING", False)  # serve() sets it; restored after the test
+    parent, child = socket.socketpair()
+    thread = threading.Thread(target=lambda: _serve_quietly(child.detach()), daemon=True)
+    thread.start()
+    channel = _runner.Channel(parent)
+    yield channel
+    parent.close()
+    thread.join(10)
+    InteractiveShell.clear_instance()
+
+
+def _serve_quietly(fd):
+    try:
+        _runner.serve(fd)
+    except EOFError:
+        pass
+
+
+def test_runner_runs_cells_like_a_notebook_and_answers_probes(runner, capsys):
+    cells = [[0, SOLUTION], [1, "1 / 0"], [2, "%time answer = 42"], [3, "def broken(:"], [4, "after = answer + 1"]]
+    runner.send({"cells": cells})
+    messages = [runner.receive() for _ in range(6)]
+    assert [m["index"] for m in messages[:5]] == [0, 1, 2, 3, 4]
+    executed = messages[5]
+    assert executed["type"] == "executed"
+    assert [(e["index"], e["type"]) for e in executed["errors"]] == [(1, "ZeroDivisionError"), (3, "SyntaxError")]
+    assert public.GRADING is True
+
+    case = ex.LEAKY_RELU.public_cases()[0]
+    runner.send({"type": "probe", "nonce": "n1", "request": ex.LEAKY_RELU.request(case)})
+    reply = runner.receive()
+    assert reply["type"] == "reply" and reply["nonce"] == "n1"
+    assert ex.LEAKY_RELU.compare(wire.decode(reply["reply"]["output"]), ex.LEAKY_RELU.reference(case)) == (True, "")
+
+    runner.send({"type": "probe", "nonce": "n2", "request": {**ex.LEAKY_RELU.request(case), "name": "after"}})
+    assert runner.receive()["reply"]["status"] == "error"  # `after` is 43, not a function
+
+    huge = {"mode": "value", "name": "big", "args": [], "kwargs": {"$dict": []}, "inputs": {"$tuple": []}}
+    runner.send({"type": "probe", "nonce": "n3", "request": {**huge, "name": "answer"}})
+    assert runner.receive()["reply"] == {"status": "ok", "output": 42}
+    runner.send({"type": "probe", "nonce": "n4", "request": {"name": "answer"}})  # malformed request
+    assert runner.receive()["reply"]["type"] == "KeyError"
+    runner.send({"type": "bye"})
+
+
+def test_runner_ends_on_anything_but_a_probe(runner):
+    runner.send({"cells": []})
+    assert runner.receive() == {"type": "executed", "errors": []}
+    runner.send({"type": "something else"})
+    with pytest.raises(EOFError):
+        runner.receive()
+
+
+# --------------------------------------------------------------------------------------------
+# Confinement steps, each in a forked child
+
+
+def _in_child(step) -> dict:
+    """Run ``step()`` (returning a JSON-able dict) in a forked child; return what it returned."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            result = step()
+        except BaseException as error:  # noqa: BLE001
+            result = {"error": f"{type(error).__name__}: {error}"}
+        os.write(write_end, json.dumps(result).encode())
+        os._exit(0)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 65536):
+        chunks.append(chunk)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    return json.loads(b"".join(chunks))
+
+
+def test_apply_limits():
+    def step():
+        _sandbox.apply_limits(2048 * 2**20, 2**20, 30, 64, 50)
+        names = ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_CPU")
+        limits = {name: resource.getrlimit(getattr(resource, name)) for name in names}
+        try:
+            bytearray(3 * 2**30)
+            limits["alloc"] = "allowed"
+        except MemoryError:
+            limits["alloc"] = "MemoryError"
+        return limits
+
+    limits = _in_child(step)
+    assert limits["RLIMIT_AS"] == [2048 * 2**20] * 2 and limits["RLIMIT_CORE"] == [0, 0]
+    assert limits["RLIMIT_FSIZE"] == [2**20] * 2 and limits["RLIMIT_NOFILE"] == [64, 64]
+    assert limits["RLIMIT_NPROC"] == [50, 50] and limits["RLIMIT_CPU"] == [30, 35]
+    assert limits["alloc"] == "MemoryError"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_drop_privileges_is_irreversible():
+    def step():
+        _sandbox.drop_privileges(61999, 61999)
+        _sandbox.set_no_new_privs()
+        try:
+            os.setuid(0)
+            regained = True
+        except PermissionError:
+            regained = False
+        return {"ids": [os.getuid(), os.geteuid(), os.getgid(), os.getgroups()], "regained": regained}
+
+    assert _in_child(step) == {"ids": [61999, 61999, 61999, []], "regained": False}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_isolate_filesystem_leaves_only_the_workdir_writable():
+    base = tempfile.mkdtemp(prefix="isolate-")
+    workdir, hidden, other = (os.path.join(base, name) for name in ("work", "hidden", "other"))
+    for folder in (workdir, hidden, other):
+        os.mkdir(folder)
+    with open(os.path.join(hidden, "secret"), "w") as handle:
+        handle.write("x")
+
+    def step():
+        _sandbox.unshare(_sandbox.JOB_NAMESPACES)
+        child = os.fork()
+        if child == 0:
+            _sandbox.isolate_filesystem(workdir, [hidden], new_proc=True, expose=[])
+            seen = {"hidden": os.listdir(hidden), "pids": sorted(p for p in os.listdir("/proc") if p.isdigit())}
+            for name, folder in (("work", workdir), ("other", other)):
+                try:
+                    with open(os.path.join(folder, "f"), "w") as handle:
+                        handle.write("x")
+                    seen[name] = "written"
+                except OSError as error:
+                    seen[name] = error.strerror
+            with open(os.path.join(workdir, "seen.json"), "w") as handle:
+                json.dump(seen, handle)
+            os._exit(0)
+        os.waitpid(child, 0)
+        with open(os.path.join(workdir, "seen.json")) as handle:
+            return json.load(handle)
+
+    try:
+        seen = _in_child(step)
+        assert seen.get("work") == "written", seen
+        assert seen["other"] == "Read-only file system" and seen["hidden"] == []
+        assert seen["pids"] == ["1"]  # only itself in the new PID namespace
+        assert os.listdir(hidden) == ["secret"] and not os.path.exists(os.path.join(other, "f"))
+    finally:
+        import shutil
+
+        shutil.rmtree(base)
+
+
+def test_closed_ancestor():
+    base = tempfile.mkdtemp(prefix="ancestor-", dir="/tmp")
+    try:
+        os.chmod(base, 0o755)
+        closed = os.path.join(base, "closed")
+        os.makedirs(os.path.join(closed, "inner"))
+        os.chmod(closed, 0o700)
+        assert _sandbox.closed_ancestor(os.path.join(closed, "inner")) == closed
+        os.chmod(closed, 0o711)  # passable, though not listable
+        assert _sandbox.closed_ancestor(os.path.join(closed, "inner")) is None
+        assert _sandbox.closed_ancestor("/no/such/path") is None
+    finally:
+        os.chmod(base, 0o700)
+        import shutil
+
+        shutil.rmtree(base)
+
+
+def test_count_processes():
+    assert _sandbox.count_processes(os.getuid()) >= 1
+    assert _sandbox.count_processes(61998) == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Zygote helpers
+
+
+def test_preload_reports_failures():
+    loaded, failed = _zygote._preload(["json", "no_such_module_xyz"])
+    assert loaded == ["json"] and set(failed) == {"no_such_module_xyz"}
+    assert "ModuleNotFoundError" in failed["no_such_module_xyz"]
+
+
+def test_reap_collects_finished_children():
+    pid = os.fork()
+    if pid == 0:
+        os._exit(5)
+    import time
+
+    time.sleep(0.2)
+    _zygote._reap()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, 0)
+    assert _zygote._exit_code(256 * 5) == 5
+
+
+def test_messages_with_file_descriptors():
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    r, w = os.pipe()
+    _zygote._send(a, {"op": "x"}, [w])
+    message, fds = _zygote._receive(b, max_fds=1)
+    assert message == {"op": "x"} and len(fds) == 1
+    os.write(fds[0], b"through")
+    assert os.read(r, 10) == b"through"
+    for fd in (r, w, *fds):
+        os.close(fd)
+    a.close()
+    with pytest.raises(EOFError):
+        _zygote._receive(b)
+    b.close()
