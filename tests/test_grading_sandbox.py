@@ -174,6 +174,34 @@ if pid == 0:
 os.waitpid(pid, 0)
 '''
 
+FORGE_NONCE = r'''
+import rectifiers.grading._runner as runner
+_send = runner.Channel.send
+def send(self, message):
+    if isinstance(message, dict) and message.get("type") == "reply":
+        message = {**message, "nonce": "guessed"}
+    _send(self, message)
+runner.Channel.send = send
+'''
+
+FORGE_FRAMES = r'''
+import json, os, struct
+for message in ([1, 2], {"type": "executed"}):
+    body = json.dumps(message).encode()
+    os.write(3, struct.pack(">I", len(body)) + body)
+'''
+
+FORGE_STATUS = r'''
+import rectifiers.grading.probe as probe
+probe.handle = lambda namespace, request: {"status": "passed", "score": 100}
+'''
+
+FORGE_OUTPUT = r'''
+import rectifiers.grading.probe as probe
+bad = {"$tensor": {"dtype": "float32", "shape": [1000], "data": ""}}
+probe.handle = lambda namespace, request: {"status": "ok", "output": bad}
+'''
+
 BIG_OUTPUT = "import sys\nfor _ in range(400):\n    sys.stdout.write('x' * 100_000 + '\\n')"
 
 CRASH_IN_CALL = (
@@ -210,6 +238,10 @@ def _class(subs: Path, out: Path) -> None:
     put("writer", _solved_with(extra_after=_writer(out, subs)))
     put("daemon", _solved_with(extra_after=DAEMON))
     put("bigoutput", _solved_with(extra_after=BIG_OUTPUT))
+    put("forge_nonce", _solved_with(extra_after=FORGE_NONCE))
+    put("forge_frames", _solved_with(extra_after=FORGE_FRAMES))
+    put("forge_status", _solved_with(extra_after=FORGE_STATUS))
+    put("forge_output", _solved_with(extra_after=FORGE_OUTPUT))
     put("crash_in_call", _solved_with(replace={"ex1-code": CRASH_IN_CALL}))
     put("hang_in_call", _solved_with(replace={"ex1-code": HANG_IN_CALL}))
     put("symlinked", None)
@@ -352,6 +384,22 @@ def test_fake_scores_and_fake_protocol_messages_earn_nothing(graded):
         assert row.points == 0 and row.status in ("failed", "error"), row
     log = (graded["out"] / "logs" / "fake" / f"{NOTEBOOK}.log").read_text()
     assert "Score: 100/100" in log  # it did print; printing is not grading
+
+
+@pytest.mark.parametrize(
+    "student, fragment",
+    [
+        ("forge_nonce", "broke the grading protocol (unexpected reply)"),
+        ("forge_frames", "broke the grading protocol (a message that is not an object)"),
+        ("forge_status", "broke the grading protocol (bad reply status)"),
+        ("forge_output", "the result cannot be checked"),
+    ],
+)
+def test_forged_protocol_messages_earn_nothing(graded, student, fragment):
+    # These notebooks solve every exercise, then forge what their process sends the grader.
+    for row in _auto(graded, student):
+        assert (row.status, row.points) == ("error", 0.0), row
+        assert fragment in row.detail, row.detail
 
 
 def test_writes_outside_the_sandbox_change_nothing(graded):
