@@ -30,7 +30,35 @@ SOLUTIONS = Path(__file__).resolve().parent.parent
 
 
 def _clean(text: str) -> str:
-    return textwrap.dedent(text).strip("\n")
+    return _separate_display_math(textwrap.dedent(text).strip("\n"))
+
+
+def _separate_display_math(text: str) -> str:
+    """Put a blank line before and after every ``$$ ... $$`` block: MyST only parses display
+    math that stands in its own paragraph, and renders a block glued to text as broken inline
+    math."""
+    lines = text.split("\n")
+    out: list[str] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if not line.strip().startswith("$$"):
+            out.append(line)
+            index += 1
+            continue
+        end = index
+        single = line.strip() != "$$" and line.strip().endswith("$$") and len(line.strip()) > 4
+        if not single:
+            end = index + 1
+            while end < len(lines) and not lines[end].strip().endswith("$$"):
+                end += 1
+        if out and out[-1].strip():
+            out.append("")
+        out.extend(lines[index : end + 1])
+        if end + 1 < len(lines) and lines[end + 1].strip():
+            out.append("")
+        index = end + 1
+    return "\n".join(out)
 
 
 def _fence(body: str) -> str:

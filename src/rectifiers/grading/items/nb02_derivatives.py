@@ -27,7 +27,7 @@ def _random_input(rng: torch.Generator) -> torch.Tensor:
     dims = int(torch.randint(1, 4, (), generator=rng))
     shape = tuple(int(d) for d in torch.randint(1, 6, (dims,), generator=rng))
     dtype = torch.float64 if bool(torch.randint(0, 2, (), generator=rng)) else torch.float32
-    shape = (2, *shape)  # at least two elements, for the two zeros
+    shape = (4, *shape)  # room for the two zeros and at least two nonzero values
     x = 3 * torch.randn(shape, generator=rng, dtype=torch.float64)
     # The kink must be tested every time: one +0 and one -0 at random places.
     plus, minus = torch.randperm(x.numel(), generator=rng)[:2].tolist()

@@ -75,6 +75,11 @@ class _MLPItem(ModuleItem):
             )
         if any(not t.dtype.is_floating_point for t in module.state.values()):
             return False, "every parameter must be a floating-point tensor"
+        if sorted(module.parameters) != sorted(wanted):
+            # named_parameters() lists a shared parameter once: one nn.PReLU used for both
+            # hidden layers would make them learn a single slope together.
+            return False, (f"the parameters should be {sorted(wanted)}, got {sorted(module.parameters)}: "
+                           "give each hidden layer its own activation module")
         if activation == "prelu":
             for name in ("1.weight", "3.weight"):
                 if not torch.equal(module.state[name].double(), torch.full((1,), PRELU_INIT, dtype=torch.float64)):
