@@ -225,6 +225,8 @@ def test_lint_reports_contract_breaches():
         _code("check('ex.default_slope', globals())"),
         _md("answer", tags=["manual"]),
         _md("answer", tags=["manual"], grading={"id": "ex.why_leaky"}),
+        _code("default_negative_slope = 0.01", tags=["grading-skip"]),
+        _code('check("ex.default_slope", globals())'),
     )
     problems = "\n".join(gen.lint(solution, "00_examples", registry))
     for fragment in (
@@ -236,6 +238,7 @@ def test_lint_reports_contract_breaches():
         "followed by its rubric",
         "'ex.leaky_relu' has 2 check cells",
         "'ex.prelu_module' has 0 check cells",
+        "defines `default_negative_slope` but is tagged grading-skip",
     ):
         assert fragment in problems
     assert gen.lint(solution, "99_unknown", registry) == ["99_unknown: no items are registered for this notebook"]

@@ -40,8 +40,9 @@ def _cells(path: Path) -> list[dict]:
     return json.loads(path.read_text())["cells"]
 
 
-def _code(source: str) -> dict:
-    return {"cell_type": "code", "execution_count": None, "id": secrets.token_hex(4), "metadata": {}, "outputs": [], "source": source}
+def _code(source: str, tags: tuple[str, ...] = ()) -> dict:
+    metadata = {"tags": list(tags)} if tags else {}
+    return {"cell_type": "code", "execution_count": None, "id": secrets.token_hex(4), "metadata": metadata, "outputs": [], "source": source}
 
 
 def _notebook(cells: list[dict]) -> str:
@@ -226,6 +227,9 @@ def _class(subs: Path, out: Path) -> None:
     put("wrong", _solved_with(replace=WRONG))
     put("float32", _solved_with(replace={"ex1-code": FLOAT32_ONLY}))
     put("loop", _solved_with(extra_after="while True:\n    pass"))
+    skipped = json.loads(_solved_with())
+    skipped["cells"].append(_code("while True:\n    pass", tags=("grading-skip",)))
+    put("skipped_demo", json.dumps(skipped))
     put("exit", _solved_with(extra_before="import os\nos._exit(3)"))
     put("segfault", _solved_with(extra_before="import ctypes\nctypes.string_at(0)"))
     put("memory", _solved_with(replace={"ex3-code": MEMORY, "ex1-code": LEAKY_BOMB}))
@@ -336,6 +340,11 @@ def test_infinite_loop_times_out(graded):
         assert (row.status, row.points) == ("timeout", 0.0)
         assert "did not finish within" in row.detail and "cell" in row.detail
     assert graded["results"]["loop"].seconds < TIMEOUT + 8
+
+
+def test_cells_tagged_grading_skip_are_not_run(graded):
+    for row in _auto(graded, "skipped_demo"):
+        assert row.status == "passed", row
 
 
 def test_os_exit_is_an_error(graded):

@@ -585,7 +585,7 @@ class Grader:
         auto = [item for item in items if isinstance(item, AutoItem)]
         if auto:
             result.seed = self._fresh_seed(student, notebook)
-            code = [[cell.index, cell.source] for cell in cells if cell.cell_type == "code"]
+            code = [[c.index, c.source] for c in cells if c.cell_type == "code" and nbread.SKIP_TAG not in c.tags]
             output = self._output_for(slot)
             output.__init__()
             result.runs = self._run_items(slot, notebook, data, code, auto, result.seed, started, outcomes)

@@ -266,6 +266,8 @@ def lint(solution: dict, notebook: str, registry: Mapping[str, Sequence[Any]]) -
                 previous = _previous_code_cell(cells, position)
                 if previous is None or item.name not in _top_level_names(previous.source):
                     problems.append(f"cell {cell.index}: the cell before check({item_id!r}) must define `{item.name}`")
+                elif nbread.SKIP_TAG in previous.tags:
+                    problems.append(f"cell {previous.index}: defines `{item.name}` but is tagged {nbread.SKIP_TAG}")
         elif cell.cell_type == "code" and "check(" in cell.source and "def check" not in cell.source:
             for line in cell.source.splitlines():
                 if line.strip().startswith("check(") and check_cell_id(line) is None:

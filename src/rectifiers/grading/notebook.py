@@ -18,6 +18,8 @@ from typing import Any
 MAX_NOTEBOOK_BYTES = 32 * 2**20
 MAX_CELLS = 5000
 CELL_TYPES = ("code", "markdown", "raw")
+#: Code cells with this tag are not run when grading: slow demonstrations no exercise depends on.
+SKIP_TAG = "grading-skip"
 
 
 class NotebookError(ValueError):
