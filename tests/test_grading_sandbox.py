@@ -432,7 +432,8 @@ def test_writes_outside_the_sandbox_change_nothing(graded):
         assert row.status == "passed", row
 
 
-def test_background_processes_do_not_outlive_the_grading(graded):
+def _survivors() -> list[str]:
+    """Processes whose command line carries this module's token, after a short grace period."""
     deadline = time.monotonic() + 5
     while True:
         survivors = []
@@ -444,9 +445,12 @@ def test_background_processes_do_not_outlive_the_grading(graded):
                 except OSError:
                     pass
         if not survivors or time.monotonic() > deadline:
-            break
+            return survivors
         time.sleep(0.2)
-    assert survivors == []
+
+
+def test_background_processes_do_not_outlive_the_grading(graded):
+    assert _survivors() == []
     for row in _auto(graded, "daemon"):
         assert row.status == "passed", row
 
@@ -502,3 +506,58 @@ def test_sandbox_mode_is_reported(graded):
 def test_nothing_is_left_in_the_output_folder_but_the_outputs(graded):
     names = sorted(p.name for p in graded["out"].iterdir())
     assert names == ["grades.csv", "logs", "results", "run.json", "summary.csv"]
+
+
+# --------------------------------------------------------------------------------------------
+# The fallback without namespaces (e.g. a container that forbids unshare): as root, the uid change
+# and the limits alone must still protect the grade book, the project and the other students.
+
+
+@pytest.fixture(scope="module")
+def graded_basic(tmp_path_factory):
+    base = tmp_path_factory.mktemp("basic")
+    subs, out = base / "submissions", base / "out"
+    out.mkdir()
+    for student, text in (
+        ("solved", SOLVED.read_text()),
+        ("writer", _solved_with(extra_after=_writer(out, subs))),
+        ("daemon", _solved_with(extra_after=DAEMON)),
+        ("exit", _solved_with(extra_before="import os\nos._exit(3)")),
+    ):
+        (subs / student).mkdir(parents=True)
+        (subs / student / f"{NOTEBOOK}.ipynb").write_text(text)
+    protected = [SOLVED, REPO / "src" / "rectifiers" / "grading" / "items" / "examples.py", subs / "solved" / f"{NOTEBOOK}.ipynb"]
+    before = {path: _digest(path) for path in protected}
+    with Grader(EXAMPLES, timeout=TIMEOUT, jobs=2, memory_mb=MEMORY_MB, namespaces=False) as grader:
+        results = grader.grade(subs, hide=[out])
+        sandbox = dict(grader.sandbox)
+    report.write(str(out), results, {"sandbox": sandbox})
+    Path(f"/tmp/pwned-{TOKEN}").unlink(missing_ok=True)  # /tmp is writable without a mount namespace
+    rows = {(r.student, r.exercise): r for r in report.rows_from_csv(str(out / "grades.csv"))}
+    after = {path: _digest(path) for path in protected}
+    return {"rows": rows, "out": out, "before": before, "after": after, "sandbox": sandbox}
+
+
+def test_without_namespaces_the_fallback_is_reported(graded_basic):
+    sandbox = graded_basic["sandbox"]
+    assert sandbox["namespaces"] is False and "namespaces are unavailable" in sandbox["warnings"][0]
+
+
+def test_without_namespaces_grading_still_works(graded_basic):
+    for item_id in AUTO_IDS:
+        for student in ("solved", "writer", "daemon"):
+            assert graded_basic["rows"][(student, item_id)].status == "passed"
+        exit_row = graded_basic["rows"][("exit", item_id)]
+        assert exit_row.status == "error" and "exited with code 3" in exit_row.detail
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the uid change needs root")
+def test_without_namespaces_the_uid_change_protects_files_and_kills_leftovers(graded_basic):
+    assert graded_basic["before"] == graded_basic["after"]
+    out = graded_basic["out"]
+    assert not (out / f"pwned-{TOKEN}.txt").exists()
+    assert not (REPO / "solutions" / f"pwned-{TOKEN}.ipynb").exists()
+    log = (out / "logs" / "writer" / f"{NOTEBOOK}.log").read_text()
+    for target in ("out_grades", "out_new", "other_student", "own_submission", "fixture", "item_module", "repo_new", "root_home"):
+        assert f"'{target}': 'WROTE'" not in log
+    assert _survivors() == []

@@ -3,11 +3,11 @@
 This is the only grading code that runs in the submission's process, after its privileges are
 gone. Nothing it sends is trusted: it executes the cells in order like a notebook run with errors
 allowed (recording each failing cell), then, for each request, looks up the learner's object and
-sends back plain data (:mod:`rectifiers.grading.probe`). The checking itself happens in the
+sends back plain data (``rectifiers.grading.probe``). The checking itself happens in the
 grader's own process.
 
-Messages go over the dedicated socket given to :func:`serve` (never stdout), as frames of
-:mod:`rectifiers.grading.wire`:
+Messages go over the dedicated socket given to ``serve`` (never stdout), as frames of
+``rectifiers.grading.wire``:
 
 - grader to here: ``{"cells": [[index, source], ...]}``, then ``{"type": "probe", "nonce",
   "request"}`` any number of times, then ``{"type": "bye"}``;

@@ -1,16 +1,16 @@
 """Linux confinement for one submission's process: namespaces, mounts, limits, privileges.
 
-Only the grader's trusted fork path (:mod:`rectifiers.grading._zygote`) calls these, in a child
+Only the grader's trusted fork path (``rectifiers.grading._zygote``) calls these, in a child
 that has not run any submission code yet. Each step is a thin wrapper over a system call, so that
 what the sandbox does is visible here:
 
-- :func:`unshare`: new PID, network, IPC and mount namespaces (plus a user namespace when the
+- ``unshare``: new PID, network, IPC and mount namespaces (plus a user namespace when the
   grader is not root), so the submission's processes die with it and it has no network;
-- :func:`isolate_filesystem`: inside the new mount namespace, every mount becomes read-only except
+- ``isolate_filesystem``: inside the new mount namespace, every mount becomes read-only except
   the job's working directory, the submissions and output folders are covered by empty mounts,
   and ``/proc`` shows only the job's processes;
-- :func:`apply_limits`: address space, CPU time, file size, open files, processes, no core dumps;
-- :func:`drop_privileges` / :func:`drop_capabilities`: an unprivileged uid (as root) or no
+- ``apply_limits``: address space, CPU time, file size, open files, processes, no core dumps;
+- ``drop_privileges`` / ``drop_capabilities``: an unprivileged uid (as root) or no
   capabilities (in a user namespace), and ``no_new_privs``.
 
 The functions marked ``pragma: no cover`` run only in forked sandbox processes, which cannot
@@ -169,7 +169,7 @@ def isolate_filesystem(  # pragma: no cover - sandboxed child only
     Must run in a new mount namespace (and, for ``new_proc``, in the new PID namespace). The
     first step makes every mount private, so nothing here reaches the host's mount table.
     ``expose`` lists folders the submission must be able to read (the Python installation);
-    see :func:`_expose`.
+    see ``_expose``.
     """
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     mount(workdir, workdir, None, MS_BIND | MS_REC)

@@ -4,7 +4,7 @@ Importing torch costs one to two seconds of CPU; a class of 30 students times 6 
 pay it 180 times. The zygote pays it once: it imports the heavy modules (without running a
 single tensor operation, and with one thread, so forking it is safe), then waits for requests
 from the grader on a private control socket. For each job it forks a child that confines itself
-(:mod:`rectifiers.grading._sandbox`) and becomes the submission's process. The zygote never runs
+(``rectifiers.grading._sandbox``) and becomes the submission's process. The zygote never runs
 submission code itself.
 
 Process tree of one job::
@@ -17,7 +17,7 @@ Without namespaces there is no C2: C1 forks W directly. The supervisor (C2, else
 W, reports W's exit status on the job's status pipe, then ends, taking W's leftover processes with
 it (the PID namespace ends with its PID 1; without one the supervisor kills its process group).
 
-:class:`Zygote` is the grader's handle on this process. The functions marked ``pragma: no
+``Zygote`` is the grader's handle on this process. The functions marked ``pragma: no
 cover`` run only in the zygote and its forks, whose coverage is not collected; the grading tests
 exercise them end to end.
 """
@@ -73,16 +73,6 @@ def _preload(modules: list[str]) -> tuple[list[str], dict[str, str]]:
         except Exception as error:  # noqa: BLE001 - a broken optional module must not stop grading
             failed[name] = f"{type(error).__name__}: {error}"[:300]
     return loaded, failed
-
-
-def _reap() -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def _exit_code(status: int) -> int:
@@ -226,7 +216,7 @@ def _sweep(uid: int, gid: int) -> None:  # pragma: no cover - zygote process onl
 
 
 def main(ctl_fd: int) -> None:  # pragma: no cover - zygote process only
-    """Zygote entry point (started by :class:`Zygote`)."""
+    """Zygote entry point (started by ``Zygote``)."""
     _sandbox.set_parent_death_signal()
     ctl = socket.socket(fileno=ctl_fd)
     config, _ = _receive(ctl)
@@ -261,9 +251,16 @@ def main(ctl_fd: int) -> None:  # pragma: no cover - zygote process only
         elif request["op"] == "sweep":
             _sweep(request["uid"], request["gid"])
             _send(ctl, {"ok": True})
+        elif request["op"] == "release":
+            # Reaped only now: until then its pid, which is also the job's process group id,
+            # cannot be recycled, so the grader's kill of that group cannot hit another job.
+            try:
+                os.waitpid(request["pid"], 0)
+            except ChildProcessError:
+                pass
+            _send(ctl, {"ok": True})
         else:
             break
-        _reap()
     os._exit(0)
 
 
@@ -342,6 +339,10 @@ class Zygote:
     def sweep(self, uid: int, gid: int) -> None:
         """Kill every process owned by ``uid``."""
         self._request({"op": "sweep", "uid": uid, "gid": gid})
+
+    def release(self, pid: int) -> None:
+        """Reap a job's first process once the grader has killed its process group."""
+        self._request({"op": "release", "pid": pid})
 
     def close(self) -> None:
         """Stop the zygote (its jobs die with it)."""

@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         with bar, Grader(
             registry, timeout=args.timeout, jobs=args.jobs, memory_mb=args.memory_mb, seed=args.seed
         ) as grader:
+            for warning in grader.sandbox["warnings"]:
+                bar.write(f"grade-exercises: warning: {warning}", file=sys.stderr)
             results = grader.grade(submissions, hide=[out], progress=lambda _result: bar.update(1))
             sandbox = dict(grader.sandbox)
         seconds = time.monotonic() - started

@@ -1,11 +1,11 @@
 """The trusted side of grading: run each submission in a sandboxed child, check its answers here.
 
-:class:`Grader` grades a folder of submissions (one folder per student, one ``.ipynb`` per
-registered notebook) and returns one :class:`SubmissionResult` per student and notebook. For
-each submission it forks a confined child from the zygote (:mod:`rectifiers.grading._zygote`),
+``Grader`` grades a folder of submissions (one folder per student, one ``.ipynb`` per
+registered notebook) and returns one ``SubmissionResult`` per student and notebook. For
+each submission it forks a confined child from the zygote (``rectifiers.grading._zygote``),
 sends it the code cells, waits until they ran, then for every auto-graded item sends the item's
 public and freshly drawn hidden inputs one at a time, parses the child's plain-data answers
-strictly (:mod:`rectifiers.grading.wire`), computes the expected outputs itself and compares.
+strictly (``rectifiers.grading.wire``), computes the expected outputs itself and compares.
 Nothing the child prints, writes or sends can award points: only correct outputs on inputs it
 had never seen.
 
@@ -303,10 +303,12 @@ class _Child:
             except (_Protocol, OSError):
                 pass
         try:
+            # Safe: the zygote has not reaped this job's first process, so its group id is not reused.
             os.killpg(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         self._grader._sweep(self._slot)
+        self._grader._zygote.release(self.pid)
         end = time.monotonic() + 2.0
         while self._status_open and time.monotonic() < end:
             try:
@@ -335,7 +337,7 @@ class Grader:
     """Grades submissions against a registry of items, each notebook in its own sandboxed process.
 
     Use it as a context manager (the zygote starts on entry and stops on exit), or call
-    :meth:`start` and :meth:`close`.
+    ``start`` and ``close``.
 
     Args:
         registry: ``notebook name -> items`` (default: the course registry).
@@ -448,7 +450,28 @@ class Grader:
             "zygote_seconds": round(self._zygote.start_seconds, 2),
             "zygote_threads": hello["threads"],
             "preload_failed": hello["failed"],
+            "warnings": self._warnings(hello),
         }
+
+    def _warnings(self, hello: dict) -> list[str]:
+        from . import _sandbox
+
+        warnings = []
+        if not self.namespaces:
+            who = "a dedicated unprivileged uid" if self.is_root else "your own user, with your permissions"
+            warnings.append(
+                f"Linux namespaces are unavailable ({hello['namespace_reason']}): submissions run as {who}, "
+                "with network access and without a read-only file system"
+            )
+            closed = sorted({c for p in _python_paths() if (c := _sandbox.closed_ancestor(p))})
+            if self.is_root and closed:
+                warnings.append(
+                    f"{', '.join(closed)} cannot be entered by other users, so submissions can import only "
+                    "the modules the grader preloaded; make the Python installation world-readable"
+                )
+        if hello["failed"]:
+            warnings.append(f"modules that failed to preload: {', '.join(sorted(hello['failed']))}")
+        return warnings
 
     def _course_modules(self) -> list[str]:
         import pkgutil
@@ -777,7 +800,7 @@ def discover_students(root: str) -> list[str]:
 
 
 def skipped_entries(root: str) -> list[str]:
-    """Entries of ``root`` that :func:`discover_students` ignores, with the reason."""
+    """Entries of ``root`` that ``discover_students`` ignores, with the reason."""
     skipped = []
     with os.scandir(root) as entries:
         for entry in sorted(entries, key=lambda e: e.name):

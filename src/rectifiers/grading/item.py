@@ -1,22 +1,22 @@
 """The Item API: what an exercise is, how it is checked and what it is worth.
 
 An item lives in the trusted package, never in a notebook. The learner's notebook only defines
-the object the item names; the item supplies the inputs (:class:`Case`), computes the expected
-output itself (:meth:`AutoItem.reference`) and judges the learner's output
-(:meth:`AutoItem.compare`). Outputs reach :meth:`~AutoItem.compare` already decoded from plain
-data (see :mod:`rectifiers.grading.wire`): tensors, numbers, containers, and for modules a
-:class:`~rectifiers.grading.wire.ModuleState`.
+the object the item names; the item supplies the inputs (``Case``), computes the expected
+output itself (``AutoItem.reference``) and judges the learner's output
+(``AutoItem.compare``). Outputs reach ``compare`` already decoded from plain
+data (see ``rectifiers.grading.wire``): tensors, numbers, containers, and for modules a
+``ModuleState``.
 
 Four ready-made kinds cover most exercises:
 
-- :class:`FunctionItem`: the learner defines a function; it is called on each case's arguments.
-- :class:`ValueItem`: the learner defines a value (a number, a tensor, a tuple of answers).
-- :class:`ModuleItem`: the learner defines an ``nn.Module`` class; it is built with each case's
+- ``FunctionItem``: the learner defines a function; it is called on each case's arguments.
+- ``ValueItem``: the learner defines a value (a number, a tensor, a tuple of answers).
+- ``ModuleItem``: the learner defines an ``nn.Module`` class; it is built with each case's
   arguments and run forward on the case's inputs; its state and outputs come back, and the trusted
   side re-computes the outputs from that state.
-- :class:`ManualItem`: a written answer, graded by hand.
+- ``ManualItem``: a written answer, graded by hand.
 
-Subclass :class:`AutoItem` for anything else (override ``public_cases``, ``hidden_cases``,
+Subclass ``AutoItem`` for anything else (override ``public_cases``, ``hidden_cases``,
 ``reference`` and ``compare``).
 """
 
@@ -60,10 +60,10 @@ _LAYERS: dict[str, tuple[Callable[..., torch.nn.Module], frozenset[str]]] = {
 class ModuleSpec:
     """A small network described as plain data, built identically on both sides of the boundary.
 
-    Used as an argument of a :class:`Case` when the learner's function takes a module (for
+    Used as an argument of a ``Case`` when the learner's function takes a module (for
     example ``param_groups(model, weight_decay)``). The grader and the submission both build it
-    with :meth:`build` from the same seed, so they start from the same parameters; a parameter
-    of it that the learner returns comes back as a :class:`~rectifiers.grading.wire.ParamRef`.
+    with ``build`` from the same seed, so they start from the same parameters; a parameter
+    of it that the learner returns comes back as a ``ParamRef``.
 
     Args:
         layers: ``(kind, kwargs)`` pairs; kinds are ``linear``, ``conv1d``, ``relu``,
@@ -110,7 +110,7 @@ class ModuleSpec:
 
     @classmethod
     def from_plain(cls, payload: Any) -> ModuleSpec:
-        """Inverse of :meth:`to_plain`, checking the payload."""
+        """Inverse of ``to_plain``, checking the payload."""
         if type(payload) is not dict or set(payload) != {"layers", "seed"} or type(payload["layers"]) is not list:
             raise wire.WireError("bad $modulespec payload")
         layers = []
@@ -130,12 +130,12 @@ class ModuleSpec:
 
 @dataclass(frozen=True)
 class Case:
-    """One input for an auto-graded item (plain data; tensors and :class:`ModuleSpec` allowed).
+    """One input for an auto-graded item (plain data; tensors and ``ModuleSpec`` allowed).
 
     Args:
-        args: positional arguments (for a :class:`ModuleItem`: of the constructor).
+        args: positional arguments (for a ``ModuleItem``: of the constructor).
         kwargs: keyword arguments (likewise).
-        inputs: for a :class:`ModuleItem`, the forward calls: a tuple of argument tuples.
+        inputs: for a ``ModuleItem``, the forward calls: a tuple of argument tuples.
         seed: if set, ``torch.manual_seed(seed)`` runs right before the call (or the
             construction), so randomness inside the learner's code is reproducible.
         label: a short description shown instead of the arguments in messages.
@@ -311,15 +311,15 @@ def _close_tensors(a: torch.Tensor, e: torch.Tensor, rtol: float, atol: float, w
 def normalise(value: Any, param_names: Mapping[int, str] | None = None) -> Any:
     """Pass a trusted value through the wire so it has the same form as a decoded submission output.
 
-    Modules become :class:`~rectifiers.grading.wire.ModuleState`, parameters of the modules in
-    ``param_names`` become :class:`~rectifiers.grading.wire.ParamRef`, ``torch.Size`` becomes a
+    Modules become ``ModuleState``, parameters of the modules in
+    ``param_names`` become ``ParamRef``, ``torch.Size`` becomes a
     tuple and numpy scalars become Python numbers.
     """
     return wire.decode(wire.encode(value, module_spec_type=ModuleSpec, param_names=dict(param_names or {})))
 
 
 def materialise(value: Any, built: list[torch.nn.Module] | None = None) -> Any:
-    """A fresh copy of a case's arguments: each :class:`ModuleSpec` built (and recorded in
+    """A fresh copy of a case's arguments: each ``ModuleSpec`` built (and recorded in
     ``built``), each tensor and array cloned, so a reference that works in place cannot change
     the case itself."""
     if isinstance(value, ModuleSpec):
@@ -442,7 +442,7 @@ class AutoItem(Item):
         raise NotImplementedError
 
     def compare(self, student_output: Any, expected: Any) -> tuple[bool, str]:
-        """``(ok, detail)`` for the learner's decoded output against :meth:`reference`'s."""
+        """``(ok, detail)`` for the learner's decoded output against ``reference``'s."""
         raise NotImplementedError
 
     def request(self, case: Case) -> dict:
@@ -479,7 +479,7 @@ class FunctionItem(AutoItem):
         public: the cases shown in the notebook's check.
         hidden: ``hidden(rng) -> list[Case]``, the cases drawn at grading time.
         hint: shown when the item fails.
-        rtol: relative tolerance of :func:`compare_outputs`.
+        rtol: relative tolerance of ``compare_outputs``.
         atol: absolute tolerance.
         check_dtype: whether output tensor dtypes must match.
         capture_args: also compare the arguments after the call (for in-place functions): the
@@ -617,7 +617,7 @@ class ModuleItem(AutoItem):
         public: the cases shown in the notebook's check.
         hidden: ``hidden(rng) -> list[Case]``, the cases drawn at grading time.
         check_state: ``check_state(module, case) -> (ok, detail)`` with ``module`` a
-            :class:`~rectifiers.grading.wire.ModuleState` (``state`` dict and ``parameters``
+            ``ModuleState`` (``state`` dict and ``parameters``
             names): the parameters, shapes and initial values the exercise asks for; ``None``
             accepts any state.
         hint: shown when the item fails.

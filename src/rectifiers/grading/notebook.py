@@ -2,7 +2,7 @@
 
 The grader's parent process reads each submitted ``.ipynb`` here (never through a path that
 could leave the student's folder), checks the nbformat-4 structure it relies on, and extracts
-the code cells to run and the written answers. :class:`NotebookError` carries a reason fit for
+the code cells to run and the written answers. ``NotebookError`` carries a reason fit for
 the grade book.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 MAX_NOTEBOOK_BYTES = 32 * 2**20
 MAX_CELLS = 5000
 CELL_TYPES = ("code", "markdown", "raw")
-#: Code cells with this tag are not run when grading: slow demonstrations no exercise depends on.
+#: The tag of code cells the grader does not run (slow demonstrations no exercise depends on).
 SKIP_TAG = "grading-skip"
 
 
@@ -81,7 +81,7 @@ def _source(value: Any, where: str) -> str:
 
 
 def parse(data: bytes) -> dict:
-    """Parse and check a notebook's JSON (nbformat 4); raises :class:`NotebookError`."""
+    """Parse and check a notebook's JSON (nbformat 4); raises ``NotebookError``."""
     try:
         notebook = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -110,7 +110,7 @@ def parse(data: bytes) -> dict:
 
 
 def cells(notebook: dict) -> list[Cell]:
-    """The cells of a notebook returned by :func:`parse`."""
+    """The cells of a notebook returned by ``parse``."""
     result = []
     for index, cell in enumerate(notebook["cells"]):
         metadata = cell.get("metadata", {})

@@ -34,7 +34,7 @@ def _message(error: BaseException) -> str:
 
 
 def handle(namespace: Mapping[str, Any], request: Mapping[str, Any]) -> dict:
-    """Run ``request`` (see :meth:`rectifiers.grading.item.AutoItem.request`) against ``namespace``."""
+    """Run ``request`` (see ``rectifiers.grading.item.AutoItem.request``) against ``namespace``."""
     name = request["name"]
     if name not in namespace:
         return {"status": "missing"}

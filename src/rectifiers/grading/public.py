@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from . import probe, wire
 from .item import AutoItem, Item
 
-#: Set by the grader's sandbox: the notebook's check cells do nothing while it is being graded.
+#: True inside the grader's sandbox, where the notebook's check cells do nothing.
 GRADING = False
 
 _STYLE = {
@@ -48,7 +48,7 @@ class CheckResult:
 
 
 def run_public_checks(item: Item, namespace: Mapping[str, Any]) -> CheckResult:
-    """Run ``item``'s public cases against ``namespace``; the result :func:`check` shows."""
+    """Run ``item``'s public cases against ``namespace``; the result ``check`` shows."""
     if not isinstance(item, AutoItem):
         return CheckResult("WRITTEN ANSWER", f"{item.id} is graded by hand ({item.points:g} points).")
     cases = item.public_cases()

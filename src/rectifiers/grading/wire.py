@@ -1,9 +1,9 @@
 """Plain data across the sandbox boundary: encoding, strict decoding and framing.
 
 The grader never unpickles anything a submission produced. Values travel as JSON with a few
-tagged forms, and the trusted side rebuilds them with :func:`decode`, which checks every node
+tagged forms, and the trusted side rebuilds them with ``decode``, which checks every node
 (known tags only, dtypes from an allow-list, shapes that match the byte count, bounded size and
-depth) and raises :class:`WireError` on anything else.
+depth) and raises ``WireError`` on anything else.
 
 =====================  ==============================================================
 Python value           wire form
@@ -114,7 +114,7 @@ class Encoder:
 
     Args:
         module_spec_type: the class whose instances are sent as ``{"$modulespec": ...}``
-            (the grader side passes :class:`rectifiers.grading.item.ModuleSpec`).
+            (the grader side passes ``rectifiers.grading.item.ModuleSpec``).
         param_names: maps ``id(parameter)`` to its name for parameters of modules the grader
             sent, so that returning one of them is encoded as a reference.
     """
@@ -208,7 +208,7 @@ class Encoder:
 
 
 def encode(value: Any, **kwargs: Any) -> Any:
-    """Wire form of ``value`` (see the module docstring); keyword arguments go to :class:`Encoder`."""
+    """Wire form of ``value`` (see the module docstring); keyword arguments go to ``Encoder``."""
     return Encoder(**kwargs).encode(value)
 
 
@@ -223,7 +223,7 @@ class Decoder:
         build_module: called with the plain ``$modulespec`` payload to build a module
             (only the submission side receives specs; ``None`` rejects the tag).
         param_lookup: maps a ``$param`` name to the parameter it refers to (submission side);
-            ``None`` decodes the tag as :class:`ParamRef`.
+            ``None`` decodes the tag as ``ParamRef``.
     """
 
     def __init__(
@@ -378,7 +378,7 @@ def _expect_list(payload: Any, tag: str) -> list:
 
 
 def decode(value: Any, **kwargs: Any) -> Any:
-    """Rebuild a value from wire form; raises :class:`WireError` on anything unexpected."""
+    """Rebuild a value from wire form; raises ``WireError`` on anything unexpected."""
     return Decoder(**kwargs).decode(value)
 
 
@@ -416,7 +416,7 @@ class FrameReader:
         self._max = max_bytes
 
     def feed(self, data: bytes) -> list[Any]:
-        """Add bytes; return the messages completed by them (raises :class:`WireError`)."""
+        """Add bytes; return the messages completed by them (raises ``WireError``)."""
         self._buffer += data
         messages = []
         while len(self._buffer) >= 4:

@@ -2,12 +2,12 @@
 
 Every module here named ``nbNN_<topic>`` (for example ``nb01_motivation``) defines
 ``NOTEBOOK = "NN_<topic>"`` (the notebook's file name without ``.ipynb``) and
-``ITEMS = [...]`` (its :class:`~rectifiers.grading.item.Item` objects, in notebook order).
-They are collected into :data:`REGISTRY` when this package is imported; a module that breaks
+``ITEMS = [...]`` (its ``Item`` objects, in notebook order).
+They are collected into ``REGISTRY`` when this package is imported; a module that breaks
 these rules stops the import with a ``RegistryError`` naming it.
 
-:data:`EXAMPLES` holds the small example set of :mod:`rectifiers.grading.items.examples` (the
-grader's own test notebooks use it); it is not part of :data:`REGISTRY`, so the class's
+``EXAMPLES`` holds the small example set of ``rectifiers.grading.items.examples`` (the
+grader's own test notebooks use it); it is not part of ``REGISTRY``, so the class's
 notebooks are graded against the course items only.
 """
 
@@ -66,7 +66,7 @@ REGISTRY: dict[str, list[Item]] = _discover()
 
 from . import examples as _examples  # noqa: E402 - after REGISTRY so a course module cannot shadow it
 
-#: The example set (not graded with the class): ``{"00_examples": [...]}``.
+#: The example set, ``{"00_examples": [...]}``, which is not graded with the class.
 EXAMPLES: dict[str, list[Item]] = _collect([(_examples.__name__, _examples)])
 if set(EXAMPLES) & set(REGISTRY) or {i.id for i in EXAMPLES[_examples.NOTEBOOK]} & {
     i.id for items in REGISTRY.values() for i in items
