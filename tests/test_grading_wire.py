@@ -172,3 +172,10 @@ def test_nothing_is_ever_unpickled():
     with pytest.raises(wire.WireError):
         wire.FrameReader().feed(struct.pack(">I", len(body)) + body)
     assert json.loads(wire.dumps({"x": 1})[4:]) == {"x": 1}
+
+
+def test_strict_encoding_refuses_unsupported_values():
+    # The grader's own requests must be fully representable: an unsupported input is an item bug.
+    with pytest.raises(wire.WireError, match="type object cannot cross"):
+        wire.encode([object()], strict=True)
+    assert wire.encode([object()]) == [{"$unsupported": "object"}]

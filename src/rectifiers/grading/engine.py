@@ -710,14 +710,18 @@ class Grader:
         self, child: _Child, item: AutoItem, rng: torch.Generator, deadline: float, errors: list[dict]
     ) -> tuple[_Outcome, bool]:
         """``(outcome, child still usable)`` for one item: all its public then hidden cases."""
-        cases = [("public", i, c) for i, c in enumerate(item.public_cases(), 1)]
-        cases += [("hidden", i, c) for i, c in enumerate(item.hidden_cases(rng), 1)]
-        for kind, number, case in cases:
+        try:
+            cases = [("public", i, c) for i, c in enumerate(item.public_cases(), 1)]
+            cases += [("hidden", i, c) for i, c in enumerate(item.hidden_cases(rng), 1)]
+            requests = [item.request(case) for _, _, case in cases]
+        except Exception as error:  # noqa: BLE001 - a bug in trusted item code must not stop the class
+            return _item_bug(item, error), True
+        for (kind, number, case), request in zip(cases, requests):
             label = f"{kind} case {number}: {item.describe(case)}"
             nonce = secrets.token_hex(8)
             call_deadline = min(deadline, time.monotonic() + self.call_timeout)
             try:
-                child.send({"type": "probe", "nonce": nonce, "request": item.request(case)})
+                child.send({"type": "probe", "nonce": nonce, "request": request})
                 message = child.receive(call_deadline)
             except _Timeout:
                 limit = "the notebook's time limit" if call_deadline == deadline else f"{self.call_timeout:g} s"
@@ -750,7 +754,10 @@ class Grader:
                 output = wire.decode(reply["output"])
             except wire.WireError as error:
                 return _Outcome("error", f"{label}: the result cannot be checked ({_clean(error, 150)})"), True
-            expected = item.reference(case)
+            try:
+                expected = item.reference(case)
+            except Exception as error:  # noqa: BLE001 - as above
+                return _item_bug(item, error), True
             try:
                 ok, detail = item.compare(output, expected)
             except Exception as error:  # noqa: BLE001 - a compare that chokes on odd output is a fail
@@ -767,6 +774,11 @@ def _python_paths() -> list[str]:
     paths.add(os.path.dirname(os.path.realpath(sys.executable)))
     paths.update(p for p in sys.path if p and os.path.isabs(p) and os.path.isdir(p))
     return sorted(os.path.realpath(p) for p in paths)
+
+
+def _item_bug(item: AutoItem, error: Exception) -> _Outcome:
+    """The outcome when the trusted item itself fails: an error to fix in the item, not a zero."""
+    return _Outcome("error", f"grader error in item {item.id} (not the submission's fault): {type(error).__name__}: {error}")
 
 
 def _cell_error(entry: dict) -> dict:

@@ -450,9 +450,9 @@ class AutoItem(Item):
         return {
             "mode": self.mode,
             "name": self.name,
-            "args": wire.encode(tuple(case.args), module_spec_type=ModuleSpec),
-            "kwargs": wire.encode(dict(case.kwargs), module_spec_type=ModuleSpec),
-            "inputs": wire.encode(tuple(case.inputs), module_spec_type=ModuleSpec),
+            "args": wire.encode(tuple(case.args), module_spec_type=ModuleSpec, strict=True),
+            "kwargs": wire.encode(dict(case.kwargs), module_spec_type=ModuleSpec, strict=True),
+            "inputs": wire.encode(tuple(case.inputs), module_spec_type=ModuleSpec, strict=True),
             "seed": case.seed,
             "capture_args": bool(self.capture_args),
         }

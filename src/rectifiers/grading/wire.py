@@ -117,11 +117,19 @@ class Encoder:
             (the grader side passes ``rectifiers.grading.item.ModuleSpec``).
         param_names: maps ``id(parameter)`` to its name for parameters of modules the grader
             sent, so that returning one of them is encoded as a reference.
+        strict: raise ``WireError`` for a value of an unsupported type instead of sending
+            ``{"$unsupported": ...}`` (the grader's own requests must be fully representable).
     """
 
-    def __init__(self, module_spec_type: type | None = None, param_names: dict[int, str] | None = None):
+    def __init__(
+        self,
+        module_spec_type: type | None = None,
+        param_names: dict[int, str] | None = None,
+        strict: bool = False,
+    ):
         self._module_spec_type = module_spec_type
         self._param_names = param_names or {}
+        self._strict = strict
         self._nodes = 0
         self._bytes = 0
 
@@ -174,6 +182,8 @@ class Encoder:
             return [self.encode(v, depth + 1) for v in value]
         if isinstance(value, dict):
             return {"$dict": [[self.encode(k, depth + 1), self.encode(v, depth + 1)] for k, v in value.items()]}
+        if self._strict:
+            raise WireError(f"a value of type {type(value).__qualname__} cannot cross the boundary")
         return {"$unsupported": type(value).__qualname__[:200]}
 
     def _count(self, n: int) -> None:
