@@ -159,6 +159,10 @@ def _writer(out: Path, subs: Path) -> str:
         "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 22), timeout=1).close()\n    attempts['network'] = 'CONNECTED'\n"
         "except OSError as error:\n    attempts['network'] = type(error).__name__"
     )
+    lines.append(
+        "try:\n    with open('big.bin', 'wb') as handle:\n        handle.write(bytes(65 * 2**20))\n"
+        "    attempts['big_file'] = 'WROTE'\nexcept OSError as error:\n    attempts['big_file'] = error.strerror"
+    )
     lines.append(f"print('WRITER', attempts)")
     return "\n".join(lines)
 
@@ -421,6 +425,7 @@ def test_writes_outside_the_sandbox_change_nothing(graded):
     assert "PWNED" not in (out / "grades.csv").read_text()
     log = (out / "logs" / "writer" / f"{NOTEBOOK}.log").read_text()
     assert "'home_dot': 'WROTE'" in log  # its own home (the temporary folder) is writable
+    assert "'big_file': 'File too large'" in log  # but not without limit
     for target in ("out_grades", "out_new", "other_student", "own_submission", "fixture", "item_module", "repo_new"):
         assert f"'{target}': 'WROTE'" not in log
     if graded["sandbox"]["namespaces"]:
