@@ -153,6 +153,25 @@ def test_recorded_statistics_equal_diagnostics_on_unstacked_models(small):
     assert history.dead_fraction.min() < history.dead_fraction.max()
 
 
+def test_evaluation_in_chunks_equals_one_pass(data):
+    # 600 examples: three chunks of at most 256, the last one partial.
+    x, y = data.x_test[:600], data.y_test[:600]
+    batched = batched_mlp(SIZES, [0.0, 0.05, "prelu_channelwise"], [0, 1, 2], bias_shift=-0.4)
+    loss, accuracy = batched.evaluate(x, y)
+    stats = batched.statistics(x)
+    for m in range(3):
+        net = batched.unstack(m)
+        expected = evaluate(net, x, y)
+        assert loss[m].item() == pytest.approx(expected[0], rel=1e-5)
+        assert accuracy[m].item() == pytest.approx(expected[1], abs=1e-6)
+        diagnostics = activation_stats(net, x)
+        for k, name in enumerate(["1", "3"]):
+            for field in ("dead_fraction", "negative_fraction", "zero_fraction"):
+                assert stats[field][m, k].item() == pytest.approx(diagnostics[name][field],
+                                                                  abs=1e-7)
+    assert 0 < stats["dead_fraction"][0].max() < 1
+
+
 def test_statistics_definitions():
     # Hand-made pre-activations through an identity first layer.
     net = mlp([3, 3, 2], 0.0, seed=0)
@@ -249,7 +268,7 @@ def test_unstack_gives_independent_copies():
     with torch.no_grad():
         net[0].weight.add_(1.0)
         net[1].weight.add_(1.0)
-    assert not torch.equal(batched.weights[0][0], net[0].weight)
+    assert not torch.equal(batched.weights[0][0], net[0].weight.t())
     assert batched.slopes["0"][0, 0].item() == pytest.approx(0.25)
 
 
@@ -258,7 +277,8 @@ def test_models_are_copied_not_shared():
     batched = BatchedMLP([net])
     with torch.no_grad():
         batched.weights[0].add_(1.0)
-    assert not torch.equal(batched.weights[0][0], net[0].weight)
+    assert not torch.equal(batched.weights[0][0], net[0].weight.t())
+    assert batched.weights[0].shape == (1, 40, 12)
 
 
 def test_grid_and_batched_mlp():
@@ -268,7 +288,7 @@ def test_grid_and_batched_mlp():
     assert batched.seeds == seeds and batched.activations[2] == ["prelu", "prelu"]
     for m in range(6):
         expected = mlp(SIZES, activations[m], seed=seeds[m])
-        assert torch.equal(batched.weights[1][m], expected[2].weight)
+        assert torch.equal(batched.weights[1][m], expected[2].weight.t())
 
 
 @pytest.mark.parametrize(
