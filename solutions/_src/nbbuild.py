@@ -106,9 +106,10 @@ class Notebook:
 
 {_clean(summary)}
 
-These exercises go with the chapter {{doc}}`../chapters/{self.stem}`. Work on them in the
-exercise notebook, {{download}}`{self.stem}.ipynb <../exercises/{self.stem}.ipynb>`; on this
-page every solution is folded away under its exercise, so try first and unfold after."""
+These exercises go with the chapter {{doc}}`../chapters/{self.stem}`. To solve them, download
+the exercise notebook {{download}}`{self.stem}.ipynb <../exercises/{self.stem}.ipynb>`: it is this
+page without the solutions. Here in the book each solution is folded away under its exercise;
+try first, unfold after."""
         )
         self.md(
             """## How this exercise set works
@@ -121,8 +122,8 @@ under each exercise:
   fixed inputs and prints **PASS**, or **FAIL** with the first difference and a hint.
 - A PASS is necessary, not sufficient: when the notebook is graded, your code is called again
   on inputs drawn at random at grading time, so code that only fits the inputs shown here fails.
-- Written answers go in the cell marked for them and are graded by hand against the rubric that
-  is folded away on this page.
+- Written answers go in the cell marked for them and are graded by hand against a rubric, which
+  the book folds away with the solutions.
 - Keep the names, the check cells and the order of the cells as they are."""
         )
         self.points_table()

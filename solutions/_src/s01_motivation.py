@@ -222,6 +222,11 @@ def build() -> Notebook:
             net = mlp([40, 64, 64, 10], "relu", seed=0, bias_shift=shift)
             layers = dead_per_layer(net, data.x_train)
             print(f"bias shift {shift:+.1f}: dead fraction per hidden layer", [round(f, 3) for f in layers])
+
+        with record_preactivations(net) as pre, torch.no_grad():
+            net(data.x_train)
+        agree = all(dead_unit_mask(z).sum().item() / z[0].numel() == dead_fraction(z) for z in pre.values())
+        print("same as rectifiers.diagnostics.dead_fraction:", agree)
         """
     )
     nb.md(

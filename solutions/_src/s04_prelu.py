@@ -279,7 +279,7 @@ def build() -> Notebook:
     )
     nb.md(
         r"""
-        The {glue:text}`cnn_slopes` slopes are {glue:text}`cnn_slope_share:.2%` of the
+        The {glue:text}`cnn_slopes` slopes are {glue:text}`cnn_slope_share:.3%` of the
         network's parameters, so they cost almost nothing in size or compute. What they add is
         flexibility: each channel can choose its own negative side, which can help
         convolutional networks {cite:p}`he2015delving` and can also make overfitting slightly
