@@ -202,13 +202,13 @@ def build() -> Notebook:
         slope $0$, and with slope $1$. The package's `record_preactivations` records the input
         of every activation module (a last Leaky ReLU is appended so that $z_{L+1}$ is recorded
         too), and the measured growth is the ratio of the mean squares of the last and first
-        recorded pre-activations on 256 random inputs:
+        recorded pre-activations on 128 random inputs:
         """
     )
     nb.code(
         r"""
         depth, width, actual = 20, 512, 0.5
-        x = torch.randn(256, width, generator=torch.Generator().manual_seed(0))
+        x = torch.randn(128, width, generator=torch.Generator().manual_seed(0))
         print(f"{'assumed slope':>13} {'predicted':>10} {'measured':>10}")
         for assumed, key in [(0.5, "matched"), (0.0, "relu"), (1.0, "one")]:
             layers = [nn.Linear(width, width)]
@@ -255,8 +255,8 @@ def build() -> Notebook:
     nb.code(
         r"""
         gen = torch.Generator().manual_seed(2)
-        h = torch.randn(4096, 64, generator=gen)
-        g = torch.randn(4096, 1024, generator=gen)
+        h = torch.randn(2048, 64, generator=gen)
+        g = torch.randn(2048, 1024, generator=gen)
         gain2 = matched_gain(0.0) ** 2
         for mode in ["fan_in", "fan_out"]:
             weight = torch.empty(1024, 64)
