@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from hypothesis import given  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from scipy import stats  # noqa: E402
 
@@ -116,9 +116,8 @@ def test_labels():
 # --- mean_ci95 -------------------------------------------------------------------------------------
 
 
-@given(
-    st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=2, max_size=12),
-)
+@settings(max_examples=50)
+@given(st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=2, max_size=12))
 def test_mean_ci95_matches_scipy(values):
     array = np.array(values)
     mean, half = mean_ci95(torch.tensor(values, dtype=torch.float64))
