@@ -568,3 +568,95 @@ def test_real_grader_gives_wrong_answers_zero(tmp_path):
             assert row.points == 0 and row.status in ("failed", "error"), row
             assert "not attempted" not in row.detail, row
     shutil.rmtree(tmp_path / "submissions")
+
+
+# ---------------------------------------------------------------------------------------------
+# Malformed outputs fail with a message instead of passing or crashing
+
+
+def _module_state(module: nn.Module) -> wire.ModuleState:
+    return wire.decode(wire.encode(module))
+
+
+def _mlp_output(module: nn.Module, case: Case) -> dict:
+    with torch.no_grad():
+        outputs = [module(*inputs) for inputs in case.inputs]
+    return {"module": _module_state(module), "outputs": outputs}
+
+
+def _reference_mlp_with(activation: str, **changes) -> nn.Module:
+    torch.manual_seed(0)
+    module = nb03.reference_mlp(activation)
+    with torch.no_grad():
+        for name, value in changes.items():
+            dict(module.named_parameters())[name].fill_(value)
+    return module
+
+
+def test_mlp_compare_rejects_malformed_outputs():
+    item = find_item("03.mlp")
+    case = item.public_cases()[2]  # "prelu"
+    good = _mlp_output(_reference_mlp_with("prelu"), case)
+    assert item.compare(good, item.reference(case)) == (True, "")
+    integer_state = wire.ModuleState("MLP", {k: t.long() for k, t in good["module"].state.items()},
+                                     good["module"].parameters)
+    bad_outputs = {
+        "not a dict": 3,
+        "not a module": {"module": torch.zeros(3), "outputs": good["outputs"]},
+        "missing outputs": {"module": good["module"], "outputs": []},
+        "integer parameters": {"module": integer_state, "outputs": good["outputs"]},
+        "slope not 0.25": _mlp_output(_reference_mlp_with("prelu", **{"1.weight": 0.1}), case),
+    }
+    for label, output in bad_outputs.items():
+        ok, detail = item.compare(output, item.reference(case))
+        assert not ok and detail, label
+
+
+@pytest.mark.parametrize("bad", [
+    {"relu": [0.5, 0.5], "leaky_relu": {}, "prelu": {}},
+    {name: {"val_accuracy": math.nan, "zero_fraction": 0.0} for name in nb03.ACTIVATIONS},
+    {name: {"val_accuracy": True, "zero_fraction": 0.0} for name in nb03.ACTIVATIONS},
+    {name: {"val_accuracy": 0.6, "zero_fraction": 1.5} for name in nb03.ACTIVATIONS},
+])
+def test_comparison_compare_rejects_malformed_values(bad):
+    ok, detail = nb03.COMPARISON.compare(bad, None)
+    assert not ok and detail
+
+
+def test_init_compare_rejects_malformed_outputs():
+    item = find_item("05.init_leaky_")
+    case = item.public_cases()[0]
+    spec, slope = case.args
+    module = spec.build()
+    torch.manual_seed(0)
+    from rectifiers.init import kaiming_init_
+
+    kaiming_init_(module, slope)
+    expected = item.reference(case)
+    assert item.compare({"output": None, "args": (_module_state(module), slope)}, expected) == (True, "")
+    shifted = spec.build()
+    kaiming_init_(shifted, slope)
+    with torch.no_grad():
+        shifted[0].weight.add_(0.5 * expected["std"]["0.weight"])  # same spread, mean moved
+    renamed = nn.Sequential(nn.Linear(300, 200))
+    for output in (None, {"output": None, "args": ()}, {"output": None, "args": (_module_state(renamed), slope)},
+                   {"output": None, "args": (_module_state(shifted), slope)}):
+        ok, detail = item.compare(output, expected)
+        assert not ok and detail
+
+
+def test_groups_compare_rejects_malformed_groups():
+    from rectifiers.grading.items import nb06_regularisation as nb06
+
+    refs = [wire.ParamRef("0.weight"), wire.ParamRef("0.bias")]
+    expected = [{"params": refs[:1], "weight_decay": 0.1}, {"params": refs[1:], "weight_decay": 0.0}]
+    assert nb06.compare_groups(expected, expected) == (True, "")
+    for bad in (
+        "groups",
+        ["not a dict"],
+        [{"params": refs, "weight_decay": "0.1"}],
+        [{"params": [torch.zeros(2)], "weight_decay": 0.1}],
+        [{"params": refs, "weight_decay": 0.1}, {"params": refs[1:], "weight_decay": 0.0}],
+    ):
+        ok, detail = nb06.compare_groups(bad, expected)
+        assert not ok and detail, bad
