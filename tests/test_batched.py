@@ -331,6 +331,15 @@ def test_methods_reject_bad_arguments():
         batched.evaluate(torch.zeros(2, 40), torch.zeros(2))
     with pytest.raises(ValueError, match=r"y must have shape \(2,\)"):
         batched.evaluate(torch.zeros(2, 40), torch.zeros(3, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"x must have shape \(N, 40\) with N > 0, shared"):
+        batched.evaluate(torch.zeros(1, 2, 40), torch.zeros(1, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"x must have shape \(N, 40\) with N > 0"):
+        batched.statistics(torch.zeros(0, 40))
+    with pytest.raises(TypeError, match="x has dtype torch.float64 but the models have dtype "
+                                        "torch.float32"):
+        batched(torch.zeros(2, 40, dtype=torch.float64))
+    with pytest.raises(TypeError, match="x has dtype torch.float64"):
+        batched.statistics(torch.zeros(2, 40, dtype=torch.float64))
     with pytest.raises(ValueError, match="m must be less than num_models=1"):
         batched.unstack(1)
     with pytest.raises(TypeError, match="m must be an int"):
@@ -366,6 +375,7 @@ def test_builders_reject_bad_arguments(call, error, match):
         ({"data": "mnist"}, TypeError, "data must be an MNIST1D"),
         ({"data": "channels"}, ValueError, "not the channels view"),
         ({"data": "wide"}, ValueError, "data has 41 features but the models expect 40"),
+        ({"data": "double"}, TypeError, "data.x_train has dtype torch.float64 but the models"),
         ({"epochs": 0}, ValueError, "epochs must be positive"),
         ({"batch_size": 2.0}, TypeError, "batch_size must be an int"),
         ({"lr": -1.0}, ValueError, "lr must be non-negative"),
@@ -385,6 +395,9 @@ def test_train_batched_rejects_bad_arguments(small, kwargs, error, match):
                  "lr": 1e-2, **kwargs}
     if arguments["data"] == "channels":
         arguments["data"] = small.channels
+    elif arguments["data"] == "double":
+        arguments["data"] = MNIST1D(small.x_train.double(), small.y_train, small.x_test.double(),
+                                    small.y_test)
     elif arguments["data"] == "wide":
         arguments["data"] = MNIST1D(torch.zeros(2, 41), torch.zeros(2, dtype=torch.int64),
                                     torch.zeros(2, 41), torch.zeros(2, dtype=torch.int64))

@@ -246,6 +246,7 @@ def tensors(n=6, m=4, length=40):
         ({1: torch.full((6,), 10)}, ValueError, r"class indices in 0..9"),
         ({3: torch.full((4,), -1)}, ValueError, r"class indices in 0..9"),
         ({2: torch.zeros(4, 39)}, ValueError, "same example shape"),
+        ({2: torch.zeros(4, 40, dtype=torch.float64)}, TypeError, "same dtype"),
         ({4: True}, TypeError, "mean must be a real number"),
         ({5: 0.0}, ValueError, "std must be positive"),
         ({5: float("nan")}, ValueError, "std must be finite"),

@@ -247,10 +247,10 @@ class BatchedMLP(nn.Module):
             shape :math:`(M, N, d_k)` per hidden layer.
 
         Raises:
-            TypeError: if ``x`` is not a floating-point tensor.
+            TypeError: if ``x`` is not a floating-point tensor of the models' dtype.
             ValueError: if its shape does not fit.
         """
-        check_float_tensor("x", x)
+        self._check_dtype("x", check_float_tensor("x", x))
         if x.dim() == 2:
             x = x.expand(self.num_models, *x.shape)
         if x.dim() != 3 or x.shape[0] != self.num_models or x.shape[2] != self.sizes[0]:
@@ -289,10 +289,10 @@ class BatchedMLP(nn.Module):
             ``(loss, accuracy)``, each of shape :math:`(M,)`, accuracy as a fraction in [0, 1].
 
         Raises:
-            TypeError: if an argument has the wrong type.
+            TypeError: if an argument has the wrong type, or ``x`` is not in the models' dtype.
             ValueError: if the shapes disagree.
         """
-        _check_labels(check_float_tensor("x", x), y)
+        _check_labels(self._check_examples(x), y)
         loss, accuracy, _ = self._measure(x, y)
         return loss, accuracy
 
@@ -321,10 +321,24 @@ class BatchedMLP(nn.Module):
             number of hidden layers.
 
         Raises:
-            TypeError: if ``x`` is not a floating-point tensor.
+            TypeError: if ``x`` is not a floating-point tensor of the models' dtype.
             ValueError: if its shape does not fit.
         """
-        return self._measure(check_float_tensor("x", x), None)[2]
+        return self._measure(self._check_examples(x), None)[2]
+
+    def _check_dtype(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != self.weights[0].dtype:
+            raise TypeError(f"{name} has dtype {x.dtype} but the models have dtype "
+                            f"{self.weights[0].dtype}; convert one of them")
+        return x
+
+    def _check_examples(self, x: object) -> torch.Tensor:
+        """``x`` must be a floating-point tensor of shape (N, d_0), N > 0, in the models' dtype."""
+        self._check_dtype("x", check_float_tensor("x", x))
+        if x.dim() != 2 or x.shape[1] != self.sizes[0] or x.shape[0] == 0:
+            raise ValueError(f"x must have shape (N, {self.sizes[0]}) with N > 0, shared by all "
+                             f"models, got {tuple(x.shape)}")
+        return x
 
     @torch.no_grad()
     def _measure(self, x, y, chunk: int = 256):
@@ -633,9 +647,9 @@ def train_batched(
         groups.append(slope_group)
     opt = make_optimizer(groups, optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum)
 
-    dtype = model.weights[0].dtype
-    x, y = data.x_train.to(dtype), data.y_train
-    x_test, y_test = data.x_test.to(dtype), data.y_test
+    x, y = model._check_dtype("data.x_train", data.x_train), data.y_train
+    x_test, y_test = data.x_test, data.y_test
+    dtype = x.dtype
     n, num_models = len(y), model.num_models
     steps_per_epoch = -(-n // batch_size)
     records: list[tuple[int, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]] = []

@@ -109,6 +109,9 @@ class MNIST1D:
                     f"{y_name} must hold class indices in 0..{NUM_CLASSES - 1}, "
                     f"got values in {int(y.min())}..{int(y.max())}"
                 )
+        if x_train.dtype != x_test.dtype:
+            raise TypeError(f"x_train and x_test must have the same dtype, got {x_train.dtype} "
+                            f"and {x_test.dtype}")
         if x_train.shape[1:] != x_test.shape[1:]:
             raise ValueError(
                 "x_train and x_test must have the same example shape, got "
