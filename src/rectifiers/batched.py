@@ -1,10 +1,19 @@
 r"""Train many small MLPs at once: every seed and every activation in one computation.
 
-A sweep such as 8 negative slopes :math:`\times` 5 seeds is 40 independent networks. Training
-them one after another spends most of the time in Python and in many tiny matrix products;
-here their parameters are stacked along a leading *model* dimension of size :math:`M`, e.g.
-the weights of layer :math:`k` become one tensor of shape :math:`(M, d_{k-1}, d_k)`, and each
-layer is one batched matrix product (``torch.baddbmm``) for all models.
+A sweep such as 8 negative slopes :math:`\times` 5 seeds is 40 independent networks. Here
+their parameters are stacked along a leading *model* dimension of size :math:`M`, e.g. the
+weights of layer :math:`k` become one tensor of shape :math:`(M, d_{k-1}, d_k)`, and each layer
+is one batched matrix product (``torch.baddbmm``) for all models. The arithmetic is the same as
+in 40 separate loops and the per-model matrices are just as small; what stacking saves is the
+per-step overhead (Python, autograd bookkeeping, optimizer calls) of 40 loops. On the 2-core
+CPU the book is built on, the 40-model sweep trains about 1.5 times faster than 40 calls of
+:func:`rectifiers.training.train` (single-threaded, 10 epochs: about 7 s against 10 s).
+
+On a busy machine, mind the threads: with two OpenMP threads and OpenMP's default *active*
+waiting, each of the many parallel regions of a step waits for a thread that the operating
+system has parked, and the same run took 6 times longer than with one thread. Setting
+``OMP_WAIT_POLICY=PASSIVE`` in the environment (before Python starts) or
+``torch.set_num_threads(1)`` avoids that.
 
 The stacked training gives the same result as training each model on its own with
 :func:`rectifiers.training.train` (up to floating-point rounding) because
@@ -101,9 +110,9 @@ class BatchedMLP(nn.Module):
 
     Args:
         models: :math:`M \geq 1` networks shaped like :func:`rectifiers.training.mlp` output:
-            ``nn.Sequential`` of ``nn.Linear`` layers separated by ``nn.ReLU``,
+            ``nn.Sequential`` of ``nn.Linear`` layers (with biases) separated by ``nn.ReLU``,
             ``nn.LeakyReLU``, ``nn.Identity`` or ``nn.PReLU`` (1 or width parameters), all with
-            the same sizes, dtype and hidden activation kinds per model as listed above. Their
+            the same sizes and dtype; each model may use different activations. Their
             parameters are copied.
         seeds: optional per-model seeds (non-negative ints), kept for the trainer's data order.
 
