@@ -7,8 +7,10 @@ One module per concept:
 - :mod:`rectifiers.optim`: optimizer parameter groups that spare PReLU slopes from weight decay
 - :mod:`rectifiers.diagnostics`: dead units and pre-activation recording
 - :mod:`rectifiers.data`: MNIST-1D, generated locally
-- :mod:`rectifiers.training`: training loops and the batched (many models at once) trainer
+- :mod:`rectifiers.training`: the MLP builder and the plain training and evaluation loops
+- :mod:`rectifiers.batched`: many small MLPs (seeds x slopes) trained at once, in one computation
 - :mod:`rectifiers.plotting`: the chapter's figure style
+- :mod:`rectifiers.grading`: exercise checks and the sandboxed ``grade-exercises`` command
 """
 
 __version__ = "0.1.0"
