@@ -341,7 +341,7 @@ def test_wrong_dtype_fails_only_that_item(graded):
 
 def test_infinite_loop_times_out(graded):
     for row in _auto(graded, "loop"):
-        assert (row.status, row.points) == ("timeout", 0.0)
+        assert (row.status, row.points) == ("timeout", 0.0), row
         assert "did not finish within" in row.detail and "cell" in row.detail
     assert graded["results"]["loop"].seconds < TIMEOUT + 8
 
