@@ -37,7 +37,7 @@ test: $(STAMP)
 	exit $$status
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests -m "not browser" --cov=rectifiers --cov-report=term --cov-fail-under=95
+	$(BIN)/python -m pytest tests -m "not browser" -p no:cacheprovider --durations=10 --cov=rectifiers --cov-report=term --cov-fail-under=95
 
 # Needs the built book (book-strict runs first in `make test`).
 # Screenshots of every chapter page go to _build/screenshots/.
@@ -58,8 +58,16 @@ chromium:
 notebooks: $(STAMP)
 	$(BIN)/python -m pytest --nbval chapters solutions --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
+# The strict build renders the committed outputs instead of executing again: `notebooks` (nbval)
+# has just re-executed every notebook and proved those outputs are what the code prints.
+# Only execute_notebooks differs from _config.yml (the extension path is made absolute because
+# jupyter-book resolves it against the config file's folder).
+STRICT_CONFIG := _build/_config.strict.yml
 book-strict: $(STAMP)
-	$(BIN)/jupyter-book build . --path-output . -W -n --keep-going
+	@mkdir -p _build
+	sed -e 's/^\(  execute_notebooks:\).*/\1 "off"/' -e 's#offline_mathjax: _ext/#offline_mathjax: $(CURDIR)/_ext/#' _config.yml > $(STRICT_CONFIG)
+	@grep -q 'execute_notebooks: "off"' $(STRICT_CONFIG)
+	$(BIN)/jupyter-book build . --path-output . --config $(STRICT_CONFIG) -W -n --keep-going
 
 exercises: $(STAMP)
 	$(BIN)/make-exercises
