@@ -234,7 +234,7 @@ def build() -> Notebook:
         From a shift of $-1$ on, every unit of the second hidden layer is dead on the whole
         training set: the network then computes the same output for every input. The question
         is whether training can bring such units back. Train that network for three epochs
-        with ReLU and, starting from the very same weights, with Leaky ReLU
+        (Adam, mini-batches of 250) with ReLU and, starting from the very same weights, with Leaky ReLU
         ($\alpha = 0.01$), recording the dead fraction of each hidden layer on the training set
         before training and after every epoch:
         """
@@ -244,7 +244,7 @@ def build() -> Notebook:
         def train_and_watch(activation, epochs=3):
             net = mlp([40, 64, 64, 10], activation, seed=0, bias_shift=-2.0)
             history = []
-            train(net, data, epochs=epochs, lr=1e-2, seed=0,
+            train(net, data, epochs=epochs, lr=1e-2, batch_size=250, seed=0,
                   callback=lambda epoch, model: history.append(dead_per_layer(model, data.x_train)))
             return history, evaluate(net, data.x_test, data.y_test)[1]
 

@@ -90,7 +90,7 @@ def build() -> Notebook:
     )
     nb.code(
         r"""
-        def run_optimizer(make_optimizer, steps=200):
+        def run_optimizer(make_optimizer, steps=100):
             act = nn.PReLU()
             opt = make_optimizer(act.parameters())
             x = torch.rand(32) + 0.1  # positive inputs: d(loss)/d(slope) = 0
@@ -103,7 +103,7 @@ def build() -> Notebook:
 
         sgd = run_optimizer(lambda p: torch.optim.SGD(p, lr=0.1, weight_decay=0.05))
         adamw = run_optimizer(lambda p: torch.optim.AdamW(p, lr=0.1, weight_decay=0.05))
-        print(f"formula {decayed_slope(0.25, 0.1, 0.05, 200):.6f}  SGD {sgd:.6f}  AdamW {adamw:.6f}")
+        print(f"formula {decayed_slope(0.25, 0.1, 0.05, 100):.6f}  SGD {sgd:.6f}  AdamW {adamw:.6f}")
         """
     )
     nb.md(
