@@ -125,7 +125,7 @@ def git_state(repo: Path) -> dict:
 
 
 def budget(key: str, description: str, measured: float | None, limit: float, comparison: str,
-           unit: str) -> dict:
+           unit: str, note: str | None = None) -> dict:
     """One budget check: ``measured comparison limit``, or not measured when ``measured`` is None.
 
     Args:
@@ -135,6 +135,7 @@ def budget(key: str, description: str, measured: float | None, limit: float, com
         limit: the budget.
         comparison: ``"<="`` (at most ``limit``) or ``">="`` (at least ``limit``).
         unit: unit of ``measured`` and ``limit`` (``"s"``, ``"x"``...).
+        note: why it was not measured, or anything else a reader of the figure must know.
 
     Returns:
         A dict with ``id`` (= ``key``), the other arguments and ``status``: ``"pass"``,
@@ -154,7 +155,7 @@ def budget(key: str, description: str, measured: float | None, limit: float, com
     else:
         status = PASS if measured >= limit else MISS
     return {"id": key, "description": description, "measured": measured, "limit": limit,
-            "comparison": comparison, "unit": unit, "status": status}
+            "comparison": comparison, "unit": unit, "status": status, "note": note}
 
 
 def python() -> str:

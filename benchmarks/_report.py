@@ -86,7 +86,8 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _status(entry: dict) -> str:
-    return {PASS: "pass", MISS: "**MISS**", NOT_MEASURED: "not measured"}[entry["status"]]
+    status = {PASS: "pass", MISS: "**MISS**", NOT_MEASURED: "not measured"}[entry["status"]]
+    return f"{status}: {code(entry['note'][:80])}" if entry.get("note") else status
 
 
 def _limit(entry: dict) -> str:
@@ -211,10 +212,17 @@ def _grading(results: dict) -> list[str]:
     ]
     marks = "every submission earned every auto-graded point" if results["all_full_marks"] \
         else "**some solved submissions lost points: the grading figures are suspect**"
-    return ([f"Notebooks graded per student: {', '.join(code(n) for n in results['notebooks'])}; "
-             f"{marks}; sandbox: {whole['sandbox']}.", ""]
-            + table(["Run", "Students", "Wall time (s)", "Wall time per notebook (s)",
-                     "Grader's own time per notebook (s)"], rows))
+    lines = ([f"Notebooks graded per student: {', '.join(code(n) for n in results['notebooks'])}; "
+              f"{marks}; sandbox: {whole['sandbox']}.", ""]
+             + table(["Run", "Students", "Wall time (s)", "Wall time per notebook (s)",
+                      "Grader's own time per notebook (s)"], rows))
+    lost = [row for run in [*one["runs"], whole] for row in run.get("problems", [])]
+    if lost:
+        lines += ["", "Points lost by solved notebooks (first few):", ""]
+        lines += table(["Student", "Notebook", "Exercise", "Status", "Detail"],
+                       [[row["student"], code(row["notebook"]), code(row["exercise"]),
+                         row["status"], code(row["detail"][:120])] for row in lost[:5]])
+    return lines
 
 
 RENDERERS = {"notebooks": _notebooks, "training": _training, "kernels": _kernels,
@@ -252,10 +260,16 @@ def render(bench: dict) -> str:
 
 
 def misses(bench: dict) -> list[str]:
-    """One line per missed budget and per benchmark that failed or could not run."""
-    lines = [f"MISSED {entry['id']}: measured {_measured(entry)}, budget {_limit(entry)}"
-             + (" (quick mode)" if entry["quick"] else "")
-             for entry in bench["budgets"] if entry["status"] == MISS]
+    """One line per missed or unmeasured budget and per benchmark that failed or could not run."""
+    lines = []
+    for entry in bench["budgets"]:
+        note = f" ({entry['note']})" if entry.get("note") else ""
+        quick = " (quick mode)" if entry["quick"] else ""
+        if entry["status"] == MISS:
+            lines.append(f"MISSED {entry['id']}: measured {_measured(entry)}, budget "
+                         f"{_limit(entry)}{quick}{note}")
+        elif entry["status"] == NOT_MEASURED:
+            lines.append(f"NOT MEASURED {entry['id']}{quick}{note}")
     lines += [f"{section['status'].upper()} {name}: {section['reason']}"
               for name, section in bench["benchmarks"].items() if section["status"] != "ok"]
     return lines

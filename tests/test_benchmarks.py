@@ -53,7 +53,8 @@ def test_budget_status(measured, comparison, status):
     entry = _core.budget("x:y", "what", measured, 10.0 if comparison == "<=" else 5.0,
                          comparison, "s")
     assert entry["status"] == status
-    assert entry["id"] == "x:y" and entry["measured"] == measured
+    assert entry["id"] == "x:y" and entry["measured"] == measured and entry["note"] is None
+    assert _core.budget("a", "b", None, 1.0, "<=", "s", note="why")["note"] == "why"
 
 
 def test_budget_refuses_bad_arguments():
@@ -227,8 +228,11 @@ def test_notebook_benchmark_times_good_notebooks_and_records_failures(tmp_path):
     assert results["totals"]["chapters"] == {"notebooks": 2, "seconds": None,
                                              "failed": ["chapters/02_bad.ipynb"]}
     statuses = {b["id"]: b["status"] for b in budgets}
+    notes = {b["id"]: b["note"] for b in budgets}
     assert statuses["notebook:chapters/02_bad.ipynb"] == "not measured"
+    assert notes["notebook:chapters/02_bad.ipynb"] == "ValueError: broken on purpose"
     assert statuses["notebooks:chapters_total"] == "not measured"
+    assert notes["notebooks:chapters_total"] == "1 failed"
     assert statuses["notebook:chapters/01_good.ipynb"] in ("pass", "miss")
 
 
@@ -482,6 +486,9 @@ def test_full_marks_and_status_counts(tmp_path):
                       "a,n,e1,1,1,passed,\na,n,e2,0,1,failed,x\na,n,e3,0,2,manual,\n"
                       "b,n,e1,1,1,passed,\n")
     assert grading.status_counts(grades) == {"failed": 1, "manual": 1, "passed": 2}
+    assert grading.problems(grades) == [{"student": "a", "notebook": "n", "exercise": "e2",
+                                         "status": "failed", "detail": "x"}]
+    assert grading.problems(grades, limit=0) == []
 
 
 def test_gradable_notebooks_are_solutions_with_grader_items(tmp_path):
@@ -526,8 +533,10 @@ def test_grading_benchmark_builds_a_class_and_reads_the_grader_report(tmp_path, 
     assert len(results["submission"]["runs"]) == 2
     assert results["class"]["students"] == 4 and results["class"]["sandbox"] == "fake"
     assert results["all_full_marks"] and results["class"]["statuses"] == {"passed": 4}
+    assert results["class"]["problems"] == []
     statuses = {b["id"]: b["status"] for b in budgets}
     assert statuses["grading:class_of_30"] == "not measured"  # a quick class is not 30
+    assert budgets[1]["note"] == "a quick class has 4 students" and budgets[0]["note"] is None
     assert statuses["grading:seconds_per_notebook"] in ("pass", "miss")
 
 
@@ -630,12 +639,29 @@ def test_render_of_missing_failed_and_quick_sections():
     assert "Quick mode" in _report.render(quick)
 
 
-def test_misses_lists_missed_budgets_and_unmeasured_benchmarks():
-    bench = _report.merge(None, {**_sample_sections(),
+def test_misses_lists_missed_and_unmeasured_budgets_and_benchmarks():
+    sections = _sample_sections()
+    sections["notebooks"]["budgets"].append(_core.budget(
+        "notebook:solutions/01.ipynb", "solutions/01.ipynb: wall time", None, 20.0, "<=", "s",
+        note="ValueError: broken"))
+    bench = _report.merge(None, {**sections,
                                  "book": _section({}, status="missing", reason="no book")}, {}, {})
     lines = _report.misses(bench)
     assert lines == ["MISSED notebook:chapters/01.ipynb: measured 25.00 s, budget at most 20 s",
+                     "NOT MEASURED notebook:solutions/01.ipynb (ValueError: broken)",
                      "MISSING book: no book"]
+    assert "| not measured: `ValueError: broken` |" in _report.render(bench)
+
+
+def test_render_lists_points_lost_by_solved_notebooks():
+    section = _sample_sections()["grading"]
+    section["results"]["all_full_marks"] = False
+    section["results"]["class"]["problems"] = [
+        {"student": "student07", "notebook": "01_a", "exercise": "01.x", "status": "error",
+         "detail": "timed out after 60 s"}]
+    text = _report.render(_report.merge(None, {"grading": section}, {}, {}))
+    assert "**some solved submissions lost points: the grading figures are suspect**" in text
+    assert "| student07 | `01_a` | `01.x` | error | `timed out after 60 s` |" in text
 
 
 def test_fmt_and_code():
