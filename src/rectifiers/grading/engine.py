@@ -61,6 +61,11 @@ PRELOAD = [
     "rectifiers.grading",
     "rectifiers.grading.items",
     "rectifiers.grading._runner",
+    # Imported lazily by the notebooks' first optimizer step (torch._dynamo, ~2 s) and by glue
+    # (myst_nb.ext.glue pulls in nbformat and jsonschema, ~1.5 s): paid once here, not per notebook.
+    "torch.optim",
+    "torch._dynamo",
+    "myst_nb.ext.glue",
 ]
 
 OUTPUT_HEAD = 32 * 1024
