@@ -179,9 +179,11 @@ def _kernels(results: dict) -> list[str]:
                          fmt(builtin["forward_backward_gb_per_s"]),
                          fmt(scratch["forward_backward_gb_per_s"]),
                          fmt(row["copy_gb_per_s"])])
-    return table(["Elements", "Function", "Built-in fwd+bwd (µs)", "From scratch fwd+bwd (µs)",
-                  "Ratio fwd+bwd", "Ratio fwd", "Built-in GB/s", "From scratch GB/s",
-                  "Copy GB/s (clone)"], rows)
+    return ([f"{results.get('dtype', 'float32')}, {results.get('threads', '?')} intra-op "
+             f"thread(s); ratios are from-scratch time over built-in time.", ""]
+            + table(["Elements", "Function", "Built-in fwd+bwd (µs)", "From scratch fwd+bwd (µs)",
+                     "Ratio fwd+bwd", "Ratio fwd", "Built-in GB/s", "From scratch GB/s",
+                     "Copy GB/s (clone)"], rows))
 
 
 def _make_test(results: dict) -> list[str]:

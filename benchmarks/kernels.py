@@ -8,7 +8,11 @@ per channel, as in the chapter's 100-unit layers) and each implementation, the m
   (and the slopes for PReLU) and ``g`` a fixed output gradient,
 
 from ``torch.utils.benchmark.Timer.blocked_autorange`` (which warms up, repeats until enough
-time has passed and reports the median), with the configured thread count.
+time has passed and reports the median), with one intra-op thread: the chapter's notebooks
+train single-threaded, and on a shared 2-core machine two OpenMP threads make every
+elementwise operation above about 32 thousand elements wait for the busier core (measured:
+a ``clone`` of 1e5 floats took 16 ms with two threads under load and 18 µs with one). The
+copy bandwidth is measured with the same single thread, so the comparison is like for like.
 
 Bandwidth: an elementwise activation cannot be faster than moving its data through memory.
 The least it must move is :math:`2N` floats forward (read :math:`x`, write :math:`y`) and
@@ -26,6 +30,7 @@ from ._core import Missing, Options, load_average
 SIZES = [10**3, 10**4, 10**5, 10**6, 10**7]
 QUICK_SIZES = [10**3, 10**5, 10**6]
 CHANNELS = 100
+THREADS = 1
 SLOPE = 0.01
 # Floats an elementwise activation must read or write, per element.
 FLOATS_FORWARD, FLOATS_FORWARD_BACKWARD, FLOATS_COPY = 2, 5, 2
@@ -111,14 +116,19 @@ def run(options: Options) -> tuple[dict, list[dict]]:
     sizes = QUICK_SIZES if options.quick else SIZES
     min_run_time = 0.05 if options.quick else 0.3
     rows = []
-    for n in sizes:
-        print(f"  kernels: {n:.0e} elements ...", flush=True)
-        rows.append(measure_size(n, min_run_time))
+    configured = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    try:
+        for n in sizes:
+            print(f"  kernels: {n:.0e} elements ...", flush=True)
+            rows.append(measure_size(n, min_run_time))
+    finally:
+        torch.set_num_threads(configured)
     results = {
         "dtype": "float32",
         "channels": CHANNELS,
         "negative_slope": SLOPE,
-        "threads": torch.get_num_threads(),
+        "threads": THREADS,
         "min_run_time": min_run_time,
         "floats_moved_per_element": {"forward": FLOATS_FORWARD,
                                      "forward_backward": FLOATS_FORWARD_BACKWARD,

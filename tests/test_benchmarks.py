@@ -328,6 +328,20 @@ def test_kernels_measure_both_implementations_of_both_functions():
             abs=0.006)
 
 
+def test_kernels_run_single_threaded_and_restore_the_thread_count(monkeypatch):
+    monkeypatch.setattr(kernels, "QUICK_SIZES", [1000])
+    monkeypatch.setattr(kernels, "measure_size", lambda n, min_run_time: {
+        "elements": n, "threads_seen": torch.get_num_threads()})
+    torch.set_num_threads(2)
+    try:
+        results, budgets = kernels.run(_core.Options(quick=True, runs=1))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)  # the module's setting (single_thread fixture)
+    assert results["threads"] == 1 and results["sizes"] == [{"elements": 1000, "threads_seen": 1}]
+    assert budgets == []
+
+
 def test_kernel_implementations_compute_the_same_thing():
     # The comparison is only fair if both sides compute the same function.
     x = torch.randn(30, kernels.CHANNELS)
@@ -581,7 +595,8 @@ def _sample_sections():
             "float64": {"max_accuracy_difference_examples": 0, "max_relative_loss_difference": 0.0,
                         "max_abs_parameter_difference": 1e-16, "mean_accuracy_loop": 0.7,
                         "mean_accuracy_batched": 0.7, "epochs": 3}}),
-        "kernels": _section({"sizes": [kernels.measure_size(1000, min_run_time=0.001)]}),
+        "kernels": _section({"dtype": "float32", "threads": 1,
+                             "sizes": [kernels.measure_size(1000, min_run_time=0.001)]}),
         "make_test": _section({"seconds": 300.0, "returncode": 2, "passed": False,
                                "timed_out": False, "phases_seconds": {"unit": 100.0}}),
         "book": _section({"edited": "chapters/01.ipynb", "warmup_seconds": 30.0, "seconds": 12.0,
