@@ -7,7 +7,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export MPLBACKEND := Agg
+# No MPLBACKEND here: in a kernel it would replace the inline backend and plt.show() would
+# display nothing. Headless matplotlib falls back to Agg by itself.
 # Pinned thread count: the notebooks' printed numbers were produced with it.
 export OMP_NUM_THREADS ?= 2
 # Idle OpenMP threads sleep instead of spinning: on a busy 2-core machine spinning made the
@@ -56,7 +57,7 @@ chromium:
 	else echo "make: no /usr/bin/chromium and not root with apt-get: not installing it"; fi
 
 notebooks: $(STAMP)
-	$(BIN)/python -m pytest --nbval chapters solutions --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	$(BIN)/python -m pytest --nbval chapters solutions --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 # The strict build renders the committed outputs instead of executing again: `notebooks` (nbval)
 # has just re-executed every notebook and proved those outputs are what the code prints.
