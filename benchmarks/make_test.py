@@ -19,7 +19,7 @@ TIMEOUT_S = 1800.0
 PHASES = [
     ("unit", '-m pytest tests -m "not browser"'),
     ("notebooks", "--nbval"),
-    ("book-strict", "--path-output . -W"),
+    ("book-strict", " -W -n"),
     ("browser", "-m pytest tests -m browser"),
 ]
 
