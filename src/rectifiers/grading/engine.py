@@ -409,7 +409,10 @@ class Grader:
     def _pick_uids(self) -> list[int]:
         from . import _sandbox
 
-        uids, candidate = [], FIRST_SANDBOX_UID
+        # Each sandbox uid's processes are all killed after every notebook, so two graders
+        # running at once must not share one: start the scan at a per-process offset (and skip
+        # uids that own processes). Offsets stay below 65534, "nobody".
+        uids, candidate = [], FIRST_SANDBOX_UID + (os.getpid() % 512) * 8
         while len(uids) < self.jobs:
             try:
                 pwd.getpwuid(candidate)
