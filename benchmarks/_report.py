@@ -191,7 +191,11 @@ def _make_test(results: dict) -> list[str]:
         "timed out" if results["timed_out"] else f"failed (exit status {results['returncode']})")
     rows = [[code(part), fmt(seconds, 1)] for part, seconds in results["phases_seconds"].items()]
     rows.append(["**make test**", f"**{fmt(results['seconds'], 1)}**"])
-    return [f"`make test` {status}.", ""] + table(["Part", "Wall time (s)"], rows)
+    lines = [f"`make test` {status}.", ""] + table(["Part", "Wall time (s)"], rows)
+    if results.get("failures"):
+        lines += ["", "What failed:", ""] + [f"- {code(line[:150])}" for line in
+                                             results["failures"][:10]]
+    return lines
 
 
 def _book(results: dict) -> list[str]:

@@ -9,12 +9,15 @@ command. A failing ``make test`` is still timed; its exit status is recorded nex
 from __future__ import annotations
 
 import os
+import re
 
 from ._core import Missing, Options, budget, load_average
 from ._measure import run_command
 
 BUDGET_S = 360.0
 TIMEOUT_S = 1800.0
+# Lines that say what failed: pytest's short summary and totals, make's own errors.
+FAILURE = re.compile(r"^(FAILED|ERROR) |\b\d+ (failed|errors?)\b|^make(\[\d+\])?: \*\*\*")
 # (part, text of the command make echoes when the part starts), in the order make test runs them.
 PHASES = [
     ("unit", '-m pytest tests -m "not browser"'),
@@ -22,6 +25,11 @@ PHASES = [
     ("book-strict", " -W -n"),
     ("browser", "-m pytest tests -m browser"),
 ]
+
+
+def failure_lines(lines: list[str], limit: int = 20) -> list[str]:
+    """The first ``limit`` output lines that name a failure (see ``FAILURE``)."""
+    return [line for line in lines if FAILURE.search(line)][:limit]
 
 
 def run(options: Options) -> tuple[dict, list[dict]]:
@@ -34,7 +42,8 @@ def run(options: Options) -> tuple[dict, list[dict]]:
     load = load_average()
     print("  make test (minutes) ...", flush=True)
     outcome = run_command(["make", "--no-print-directory", "test"], cwd=options.repo,
-                          timeout=TIMEOUT_S, env=dict(os.environ), markers=PHASES)
+                          timeout=TIMEOUT_S, env=dict(os.environ), markers=PHASES,
+                          tail_lines=100_000)
     results = {
         "seconds": outcome["seconds"],
         "returncode": outcome["returncode"],
@@ -43,6 +52,7 @@ def run(options: Options) -> tuple[dict, list[dict]]:
         "phases_seconds": outcome["phases"],
         "peak_rss_mib": outcome["peak_rss_mib"],
         "load_average_before": load,
+        "failures": failure_lines(outcome["tail"]),
         "tail": outcome["tail"][-15:],
     }
     measured = None if outcome["timed_out"] else outcome["seconds"]

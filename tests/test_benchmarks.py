@@ -468,12 +468,21 @@ def test_make_test_benchmark_times_parts_and_records_failure(tmp_path):
     assert results["returncode"] == 2 and not results["passed"]
     assert list(results["phases_seconds"]) == [name for name, _ in make_test.PHASES]
     assert budgets[0]["id"] == "make_test:seconds" and budgets[0]["measured"] is not None
+    assert len(results["failures"]) == 1 and results["failures"][0].endswith("test] Error 2")
     (repo / ".venv" / ".installed").unlink()
     with pytest.raises(_core.Missing, match="warm"):
         make_test.run(_core.Options(repo=repo))
 
 
 # --- grading -----------------------------------------------------------------------------------
+
+
+def test_failure_lines():
+    lines = ["tests/test_a.py ..F.", "FAILED tests/test_a.py::test_x - assert 1 == 2",
+             "ERROR tests/test_b.py", "==== 1 failed, 20 passed in 3.0s ====", "3 passed",
+             "make[1]: *** [Makefile:9: unit] Error 1", "no failure here"]
+    assert make_test.failure_lines(lines) == lines[1:4] + [lines[5]]
+    assert make_test.failure_lines(lines, limit=1) == [lines[1]]
 
 
 def test_make_class(tmp_path):
@@ -598,7 +607,8 @@ def _sample_sections():
         "kernels": _section({"dtype": "float32", "threads": 1,
                              "sizes": [kernels.measure_size(1000, min_run_time=0.001)]}),
         "make_test": _section({"seconds": 300.0, "returncode": 2, "passed": False,
-                               "timed_out": False, "phases_seconds": {"unit": 100.0}}),
+                               "timed_out": False, "phases_seconds": {"unit": 100.0},
+                               "failures": ["FAILED tests/test_x.py::test_y"]}),
         "book": _section({"edited": "chapters/01.ipynb", "warmup_seconds": 30.0, "seconds": 12.0,
                           "runs": [{"seconds": 12.0, "load_1min": 0.1, "executed_notebooks": 0,
                                     "cached_notebooks": 8}], "executed_notebooks": 0}),
@@ -635,6 +645,7 @@ def test_render_has_every_block_and_every_figure():
     assert "`ValueError: broken`" in text
     assert "**Speed-up: 6.00x**" in text
     assert "failed (exit status 2)" in text
+    assert "- `FAILED tests/test_x.py::test_y`" in text
     assert "**Median: 12.00 s.**" in text
     assert "| a class (`--jobs 2`) | 30 | 200.00 | 6.70 | 12.00 |" in text
     assert "1e+03 | `leaky_relu`" in text
