@@ -100,7 +100,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     options = Options(quick=args.quick, runs=args.runs or (1 if args.quick else 3))
     todo = selected(args)

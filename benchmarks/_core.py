@@ -106,6 +106,8 @@ def machine() -> dict:
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        # None: OpenMP's default (spin, then sleep); `make bench` leaves it unset.
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
 
 

@@ -110,7 +110,9 @@ def provenance(section: dict) -> str:
     commit = (section.get("git") or {}).get("commit") or "unknown"
     return (f"*Measured {section.get('measured_at', '?')} on {m.get('cpu_model', '?')} "
             f"({m.get('usable_cores', '?')} usable cores), torch {m.get('torch_version', '?')}, "
-            f"{m.get('torch_threads', '?')} threads, commit `{commit[:10]}`; load average "
+            f"{m.get('torch_threads', '?')} threads, OMP_WAIT_POLICY "
+            f"{m.get('omp_wait_policy') or 'unset (OpenMP default)'}, commit `{commit[:10]}`; "
+            f"load average "
             f"(1, 5, 15 min) {before} before, {after} after.*{quick}")
 
 

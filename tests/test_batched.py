@@ -4,6 +4,7 @@ import doctest
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import rectifiers.batched as batched_module
@@ -410,3 +411,27 @@ def test_train_batched_rejects_bad_arguments(small, kwargs, error, match):
 def test_docstring_examples():
     result = doctest.testmod(batched_module, extraglobs={"torch": torch, "nn": nn})
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_fixed_slope_activation_is_leaky_relu_bit_for_bit_forward_and_backward():
+    # Only fixed slopes: the runs are written in place (no split and cat); values and gradients
+    # must be exactly F.leaky_relu's on each model's slice, signed zeros, inf and NaN included.
+    slopes = [0.0, 0.0, 0.01, 0.3, 0.3, 1.0, -0.5]
+    nets = [mlp([3, 6, 2], a, seed=i) for i, a in enumerate(slopes)]
+    batched = BatchedMLP(nets)
+    assert [run[2] for run in batched._runs[0]] == [0.0, 0.01, 0.3, 1.0, -0.5]
+    z = torch.randn(len(slopes), 5, 6, generator=torch.Generator().manual_seed(0))
+    z[:, 0, :4] = torch.tensor([0.0, -0.0, float("inf"), float("nan")])
+    z.requires_grad_(True)
+    grad = torch.randn(z.shape, generator=torch.Generator().manual_seed(1))
+    out = batched._activate(0, z)
+    (grad_z,) = torch.autograd.grad(out, z, grad)
+    for m, slope in enumerate(slopes):
+        zm = z[m].detach().clone().requires_grad_(True)
+        expected = F.leaky_relu(zm, slope)
+        (expected_grad,) = torch.autograd.grad(expected, zm, grad[m])
+        assert torch.equal(out[m].view(torch.int32), expected.view(torch.int32)), m
+        assert torch.equal(grad_z[m].view(torch.int32), expected_grad.view(torch.int32)), m
+    assert torch.autograd.gradcheck(lambda t: batched.double()._activate(0, t),
+                                    torch.randn(len(slopes), 2, 6, dtype=torch.float64,
+                                                requires_grad=True))

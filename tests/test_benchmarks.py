@@ -728,8 +728,7 @@ def test_main_writes_results_and_exits_0_on_a_miss_1_with_strict(tmp_path, monke
 
     monkeypatch.setattr(kernels, "run", fake_kernels)
     monkeypatch.setattr(grading, "run", missing_grading)
-    for name, default in (("OMP_NUM_THREADS", "2"), ("OMP_WAIT_POLICY", "PASSIVE"),
-                          ("PYDEVD_DISABLE_FILE_VALIDATION", "1")):
+    for name, default in (("OMP_NUM_THREADS", "2"), ("PYDEVD_DISABLE_FILE_VALIDATION", "1")):
         monkeypatch.setenv(name, os.environ.get(name, default))  # main sets them; restored after
     out = tmp_path / "bench.json"
     assert cli.main(["--quick", "--only", "kernels,grading", "--out", str(out)]) == 0
