@@ -14,7 +14,7 @@ from pathlib import Path
 from ._core import MISS, NOT_MEASURED, PASS, now
 
 SCHEMA = 1
-ORDER = ["notebooks", "training", "kernels", "make_test", "book", "grading"]
+ORDER = ["notebooks", "training", "kernels", "make_test", "book", "grading", "probes"]
 TITLES = {
     "notebooks": "Notebooks",
     "training": "Batched against one-by-one training",
@@ -22,6 +22,7 @@ TITLES = {
     "make_test": "make test",
     "book": "Cached book rebuild",
     "grading": "Grading",
+    "probes": "Probes",
 }
 
 
@@ -151,6 +152,15 @@ def _training(results: dict) -> list[str]:
               f"{results['batched_threads']} thread(s) against the loop at "
               f"{results['loop_threads']}; {fmt(results['speedup_same_threads'])}x at "
               f"{results['configured_threads']} threads each).", ""]
+    if "profile" in results:
+        batched, loop = results["profile"]["batched"], results["profile"]["loop"]
+        lines += [f"Matrix products, by the torch profiler over one epoch: the batched trainer "
+                  f"spends {fmt(batched['matmul_seconds_per_epoch'])} s of its "
+                  f"{fmt(batched['seconds_per_epoch'])} s in them, the loop "
+                  f"{fmt(loop['matmul_seconds_per_epoch'])} s of "
+                  f"{fmt(loop['seconds_per_epoch'])} s. Stacking removes overhead, not "
+                  f"arithmetic: even if everything else cost nothing, the batched trainer could "
+                  f"be at most **{fmt(results['speedup_ceiling'])}x** faster than the loop.", ""]
     lines += table(
         ["Agreement, batched vs loop", "float32 (the run above)",
          f"float64 ({f64['epochs']} epochs)"],
@@ -233,8 +243,28 @@ def _grading(results: dict) -> list[str]:
     return lines
 
 
+def _probes(results: dict) -> list[str]:
+    ce, el = results["cross_entropy"], results["elementwise"]
+    clone, mm = results["clone_us_by_threads"], results["matmul_gflops_by_threads"]
+    size = f"{results['size']:.0e}".replace("e+0", "e")
+    return table(["Probe", "Measured"], [
+        ["`F.cross_entropy` forward + backward, 40 x 100 logits as (4000, 10)",
+         f"{fmt(ce['last_dim_ms'])} ms"],
+        ["the same logits as (40, 10, 100): classes in the middle dimension",
+         f"{fmt(ce['middle_dim_ms'])} ms"],
+        [f"`torch.where(mask, x, zeros)`, {size} floats, 1 thread", f"{el['where_us']} µs"],
+        [f"`x * 0.01`, {size} floats, 1 thread", f"{el['multiply_us']} µs"],
+        [f"`F.leaky_relu(x, 0.01)`, {size} floats, 1 thread", f"{el['leaky_relu_us']} µs"],
+        [f"`x.clone()`, {size} floats, 1 / 2 threads", f"{clone['1']} / {clone['2']} µs"],
+        ["`torch.bmm`, 40 products 100 x 100 by 100 x 100, 1 / 2 threads",
+         f"{mm['batched_40x100']['1']} / {mm['batched_40x100']['2']} GFLOP/s"],
+        ["`torch.bmm`, one product 1000 x 1000 by 1000 x 1000, 1 / 2 threads",
+         f"{mm['single_1000']['1']} / {mm['single_1000']['2']} GFLOP/s"],
+    ])
+
+
 RENDERERS = {"notebooks": _notebooks, "training": _training, "kernels": _kernels,
-             "make_test": _make_test, "book": _book, "grading": _grading}
+             "make_test": _make_test, "book": _book, "grading": _grading, "probes": _probes}
 
 
 def render_section(name: str, section: dict | None) -> list[str]:

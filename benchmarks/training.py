@@ -118,6 +118,27 @@ def compare(loop_acc, loop_loss, batched_acc, batched_loss, n_test: int) -> dict
     }
 
 
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def profile_matmuls(fn) -> dict:
+    """Seconds that ``fn()`` spends in matrix products, by the torch profiler, and in all.
+
+    Why this is measured: stacking models removes per-model overhead, never arithmetic, so the
+    batched trainer can be at most (loop time) / (its own matrix-product time) faster than the
+    loop, however little else it does.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    start = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    seconds = time.perf_counter() - start
+    events = prof.key_averages()
+    matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS) / 1e6
+    return {"matmul_seconds": matmul, "seconds": seconds}
+
+
 def thread_counts(configured: int) -> list[int]:
     """The intra-op thread counts to time: one, and the configured count if different."""
     return sorted({1, configured})
@@ -156,6 +177,15 @@ def run(options: Options) -> tuple[dict, list[dict]]:
                 loads.append(load_average()[0])
                 seconds, loop_acc, loop_loss, loop_models = run_loop(data, slopes, seeds, epochs)
                 loop_runs[threads].append(seconds)
+        # Where the time goes: one profiled epoch of each, at the timed runs' best thread counts.
+        profiled = {}
+        for name, runner, runs in (("batched", run_batched, batched_runs),
+                                   ("loop", run_loop, loop_runs)):
+            threads = best({t: median(v) for t, v in runs.items()})[0]
+            torch.set_num_threads(threads)
+            print(f"  training: profiling one {name} epoch, {threads} thread(s) ...", flush=True)
+            profiled[name] = profile_matmuls(lambda: runner(data, slopes, seeds, 1))
+            profiled[name]["threads"] = threads
         # The equivalence check in float64, one thread (its speed is not measured).
         torch.set_num_threads(1)
         print("  training: float64 equivalence check ...", flush=True)
@@ -201,6 +231,16 @@ def run(options: Options) -> tuple[dict, list[dict]]:
         "loop_threads": loop_threads,
         "speedup": round(loop_s / batched_s, 2),
         "speedup_same_threads": round(loop[configured] / batched[configured], 2),
+        # Per epoch, from one profiled epoch (the profiler adds a little to both).
+        "profile": {
+            name: {"threads": entry["threads"],
+                   "seconds_per_epoch": round(entry["seconds"], 4),
+                   "matmul_seconds_per_epoch": round(entry["matmul_seconds"], 4)}
+            for name, entry in profiled.items()
+        },
+        # The loop's measured time over the batched trainer's matrix-product time alone: the
+        # speed-up of a batched trainer whose every other operation cost nothing.
+        "speedup_ceiling": round(loop_s / (profiled["batched"]["matmul_seconds"] * epochs), 2),
         "float32": float32,
         "float64": float64,
         "load_1min": loads,

@@ -24,7 +24,7 @@ if _ROOT not in sys.path:
 
 from benchmarks import __main__ as cli  # noqa: E402
 from benchmarks import _core, _measure, _report, book, grading, kernels, make_test  # noqa: E402
-from benchmarks import notebooks, training  # noqa: E402
+from benchmarks import notebooks, probes, training  # noqa: E402
 
 # One intra-op thread: on a busy 2-core machine two threads splitting tiny operations mostly
 # wait for each other (see conftest.py), and nothing here measures threading.
@@ -298,6 +298,10 @@ def test_training_benchmark_on_a_small_sweep(monkeypatch):
     # The times are recorded to 0.1 ms and the speed-up to 0.01, so they agree to within that.
     assert results["speedup"] == pytest.approx(results["loop_seconds"] /
                                                results["batched_seconds"], rel=0.01, abs=0.006)
+    for name in ("batched", "loop"):
+        entry = results["profile"][name]
+        assert 0 < entry["matmul_seconds_per_epoch"] < entry["seconds_per_epoch"]
+    assert results["speedup_ceiling"] > results["speedup"] > 0
     assert results["float64"]["max_abs_parameter_difference"] < 1e-12
     assert results["float64"]["max_accuracy_difference_examples"] == 0
     statuses = {b["id"]: b["status"] for b in budgets}
@@ -598,6 +602,11 @@ def _sample_sections():
             "batched_seconds_by_threads": {"1": 2.0, "2": 1.5},
             "loop_seconds_by_threads": {"1": 9.0, "2": 12.0}, "batched_threads": 2,
             "loop_threads": 1, "speedup": 6.0, "speedup_same_threads": 8.0,
+            "profile": {"batched": {"threads": 2, "seconds_per_epoch": 0.15,
+                                    "matmul_seconds_per_epoch": 0.1},
+                        "loop": {"threads": 1, "seconds_per_epoch": 0.9,
+                                 "matmul_seconds_per_epoch": 0.2}},
+            "speedup_ceiling": 9.0,
             "float32": {"max_accuracy_difference_examples": 3, "max_relative_loss_difference": 1e-3,
                         "max_abs_parameter_difference": 0.1, "mean_accuracy_loop": 0.8,
                         "mean_accuracy_batched": 0.8},
@@ -617,6 +626,13 @@ def _sample_sections():
             "submission": {"seconds": 8.0, "seconds_per_notebook": 8.0, "runs": []},
             "class": {"seconds": 200.0, "students": 30, "jobs": 2, "sandbox": "root",
                       "wall_seconds_per_notebook": 6.7, "grader_seconds_per_notebook": 12.0}}),
+        "probes": _section({
+            "cross_entropy": {"last_dim_ms": 1.1, "middle_dim_ms": 0.26},
+            "elementwise": {"where_us": 309.0, "multiply_us": 11.0, "leaky_relu_us": 16.0},
+            "clone_us_by_threads": {"1": 18.0, "2": 25.0},
+            "matmul_gflops_by_threads": {"batched_40x100": {"1": 71.3, "2": 140.1},
+                                         "single_1000": {"1": 89.5, "2": 178.2}},
+            "size": 100000}),
     }
 
 
@@ -649,6 +665,18 @@ def test_render_has_every_block_and_every_figure():
     assert "**Median: 12.00 s.**" in text
     assert "| a class (`--jobs 2`) | 30 | 200.00 | 6.70 | 12.00 |" in text
     assert "1e+03 | `leaky_relu`" in text
+    assert "could be at most **9.00x** faster" in text
+    assert "| `x.clone()`, 1e5 floats, 1 / 2 threads | 18.0 / 25.0 µs |" in text
+    assert "| 71.3 / 140.1 GFLOP/s |" in text
+
+
+def test_probes_measure_every_probe():
+    results, budgets = probes.run(_core.Options(quick=True, runs=1))
+    assert budgets == []
+    values = [*results["cross_entropy"].values(), *results["elementwise"].values(),
+              *results["clone_us_by_threads"].values(),
+              *(v for by in results["matmul_gflops_by_threads"].values() for v in by.values())]
+    assert len(values) == 2 + 3 + 2 + 4 and all(v > 0 for v in values)
 
 
 def test_render_of_missing_failed_and_quick_sections():
@@ -707,7 +735,7 @@ def test_names_and_selection():
     args = cli.parser().parse_args(["--quick", "--only", "make_test,kernels"])
     assert cli.selected(args) == ["kernels", "make_test"]
     args = cli.parser().parse_args(["--skip", "make_test,book"])
-    assert cli.selected(args) == ["notebooks", "training", "kernels", "grading"]
+    assert cli.selected(args) == ["notebooks", "training", "kernels", "probes", "grading"]
 
 
 @pytest.mark.parametrize("argv", [["--runs", "0"], ["--threads", "0"], ["--only", "x"],

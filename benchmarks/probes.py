@@ -1,0 +1,67 @@
+"""Small timings that explain the big ones: the facts the Performance page's findings rest on.
+
+No budgets: each probe times one operation in isolation (``torch.utils.benchmark.Timer``,
+median of blocked runs) so that the page can say *why* a budgeted figure looks the way it
+does, with a number measured by the same ``make bench`` run rather than quoted from memory.
+
+- ``cross_entropy``: forward and backward of ``F.cross_entropy`` on 40 x 100 logits of 10
+  classes, laid out (4000, 10) as the loop and the batched trainer do, and (40, 10, 100).
+- ``elementwise``: on 10^5 floats, one thread: ``torch.where`` with a Boolean mask, a
+  multiplication by a number, and ``F.leaky_relu``, the building blocks of the from-scratch
+  activations against the built-in kernel.
+- ``threads``: ``torch.clone`` of 10^5 floats with one and with two intra-op threads, the cost
+  of waking a second thread for a small operation.
+- ``matmul``: GFLOP/s of the batched trainer's largest product (40 products of
+  100 x 100 by 100 x 100) and of one 1000 x 1000 product, with one and two threads.
+"""
+
+from __future__ import annotations
+
+from ._core import Options
+
+SIZE = 10**5
+MODELS, BATCH, WIDTH, CLASSES = 40, 100, 100, 10
+
+
+def _median(stmt: str, setup: str, threads: int, min_run_time: float) -> float:
+    """Median seconds of ``stmt`` (``torch.utils.benchmark``, ``threads`` intra-op threads)."""
+    from torch.utils.benchmark import Timer
+
+    timer = Timer(stmt=stmt, setup="import torch\nimport torch.nn.functional as F\n" + setup,
+                  num_threads=threads)
+    return timer.blocked_autorange(min_run_time=min_run_time).median
+
+
+def run(options: Options) -> tuple[dict, list[dict]]:
+    """Time each probe; see the module docstring. ``--quick`` shortens each measurement."""
+    t = 0.05 if options.quick else 0.5
+    logits = (f"l = torch.randn({MODELS}, {BATCH}, {CLASSES}, requires_grad=True)\n"
+              f"y = torch.randint(0, {CLASSES}, ({MODELS}, {BATCH}))\n")
+    cross_entropy = {
+        "last_dim_ms": 1e3 * _median(
+            f"F.cross_entropy(l.reshape(-1, {CLASSES}), y.reshape(-1)).backward()", logits, 1, t),
+        "middle_dim_ms": 1e3 * _median(
+            "F.cross_entropy(l.transpose(1, 2).contiguous(), y).backward()", logits, 1, t),
+    }
+    vector = f"x = torch.randn({SIZE}); m = x > 0; z = torch.zeros({SIZE})\n"
+    elementwise = {
+        "where_us": 1e6 * _median("torch.where(m, x, z)", vector, 1, t),
+        "multiply_us": 1e6 * _median("x * 0.01", vector, 1, t),
+        "leaky_relu_us": 1e6 * _median("F.leaky_relu(x, 0.01)", vector, 1, t),
+    }
+    threads = {str(n): 1e6 * _median("x.clone()", vector, n, t) for n in (1, 2)}
+    matmul = {}
+    for name, (batch, n) in {"batched_40x100": (MODELS, WIDTH), "single_1000": (1, 1000)}.items():
+        setup = f"a = torch.randn({batch}, {n}, {n}); b = torch.randn({batch}, {n}, {n})\n"
+        flops = 2 * batch * n**3
+        matmul[name] = {str(k): flops / _median("torch.bmm(a, b)", setup, k, t) / 1e9
+                        for k in (1, 2)}
+    rounded = {
+        "cross_entropy": {k: round(v, 3) for k, v in cross_entropy.items()},
+        "elementwise": {k: round(v, 1) for k, v in elementwise.items()},
+        "clone_us_by_threads": {k: round(v, 1) for k, v in threads.items()},
+        "matmul_gflops_by_threads": {name: {k: round(v, 1) for k, v in by.items()}
+                                     for name, by in matmul.items()},
+        "size": SIZE,
+    }
+    return rounded, []
