@@ -5,15 +5,15 @@ their parameters are stacked along a leading *model* dimension of size :math:`M`
 weights of layer :math:`k` become one tensor of shape :math:`(M, d_{k-1}, d_k)`, and each layer
 is one batched matrix product (``torch.baddbmm``) for all models. The arithmetic is the same as
 in 40 separate loops and the per-model matrices are just as small; what stacking saves is the
-per-step overhead (Python, autograd bookkeeping, optimizer calls) of 40 loops. On the 2-core
-CPU the book is built on, the 40-model sweep trains about 1.5 times faster than 40 calls of
-:func:`rectifiers.training.train` (single-threaded, 10 epochs: about 7 s against 10 s).
+per-step overhead (Python, autograd bookkeeping, optimizer calls) of 40 loops, so the
+speed-up is bounded by the share of the loop's time that is matrix products. The book's
+Performance page has both figures, measured by ``make bench`` for the 40-model sweep.
 
-On a busy machine, mind the threads: with two OpenMP threads and OpenMP's default *active*
-waiting, each of the many parallel regions of a step waits for a thread that the operating
-system has parked, and the same run took 6 times longer than with one thread. Setting
-``OMP_WAIT_POLICY=PASSIVE`` in the environment (before Python starts) or
-``torch.set_num_threads(1)`` avoids that.
+On a busy machine, mind the threads: with two OpenMP threads, each of the many parallel
+regions of a step waits for a thread that the operating system may have parked behind another
+process, and the same run can take several times longer than with one thread (the Performance
+page shows it). Setting ``OMP_WAIT_POLICY=PASSIVE`` in the environment (before Python starts)
+or ``torch.set_num_threads(1)`` avoids that.
 
 The stacked training gives the same result as training each model on its own with
 :func:`rectifiers.training.train` (up to floating-point rounding) because
@@ -92,8 +92,8 @@ class _LeakyRuns(torch.autograd.Function):
     slice of one output, and in backward of one gradient, by PyTorch's own ``leaky_relu``
     kernels, so values and gradients are bit for bit those of ``F.leaky_relu`` on each model
     alone. Splitting ``z`` and concatenating the pieces does the same arithmetic plus a full
-    copy per layer in forward and in backward: about 1 ms of a 9 ms step of 40 models [40,
-    100, 100, 10] on the 2-core machine (torch profiler; see benchmarks/README.md).
+    copy per layer in forward and in backward: about a tenth of a training step of 40 models
+    [40, 100, 100, 10] on the 2-core machine, by the torch profiler.
     """
 
     @staticmethod
