@@ -62,13 +62,15 @@ notebooks: $(STAMP)
 # The strict build renders the committed outputs instead of executing again: `notebooks` (nbval)
 # has just re-executed every notebook and proved those outputs are what the code prints.
 # Only execute_notebooks differs from _config.yml (the extension path is made absolute because
-# jupyter-book resolves it against the config file's folder).
+# jupyter-book resolves it against the config file's folder). --all: a fresh environment, so
+# every page is read and warned about again; incrementally, a page that failed the last build
+# but has not changed since would be skipped and the build would pass.
 STRICT_CONFIG := _build/_config.strict.yml
 book-strict: $(STAMP)
 	@mkdir -p _build
 	sed -e 's/^\(  execute_notebooks:\).*/\1 "off"/' -e 's#offline_mathjax: _ext/#offline_mathjax: $(CURDIR)/_ext/#' _config.yml > $(STRICT_CONFIG)
 	@grep -q 'execute_notebooks: "off"' $(STRICT_CONFIG)
-	$(BIN)/jupyter-book build . --path-output . --config $(STRICT_CONFIG) -W -n --keep-going
+	$(BIN)/jupyter-book build . --path-output . --config $(STRICT_CONFIG) --all -W -n --keep-going
 
 exercises: $(STAMP)
 	$(BIN)/make-exercises
