@@ -62,6 +62,6 @@ class SmallCNN(nn.Module):
         )
 
     def forward(self, x):
-        """Logits of shape :math:`(N, \text{num\_classes})` for images ``x`` of shape
+        r"""Logits of shape :math:`(N, \text{num\_classes})` for images ``x`` of shape
         :math:`(N, 3, 32, 32)`."""
         return self.classifier(self.features(x))
