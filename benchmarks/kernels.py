@@ -10,8 +10,8 @@ per channel, as in the chapter's 100-unit layers) and each implementation, the m
 from ``torch.utils.benchmark.Timer.blocked_autorange`` (which warms up, repeats until enough
 time has passed and reports the median), with one intra-op thread: the chapter's notebooks
 train single-threaded, and on a shared 2-core machine two OpenMP threads make every
-elementwise operation above about 32 thousand elements wait for the busier core (measured:
-a ``clone`` of 1e5 floats took 16 ms with two threads under load and 18 µs with one). The
+elementwise operation above about 32 thousand elements wait for the busier core (the
+probes benchmark times ``x.clone()`` of 1e5 floats on one and on two threads). The
 copy bandwidth is measured with the same single thread, so the comparison is like for like.
 
 Bandwidth: an elementwise activation cannot be faster than moving its data through memory.
@@ -63,12 +63,15 @@ def _implementations():
     }
 
 
-def time_statement(stmt: str, namespace: dict, min_run_time: float) -> float:
-    """Median seconds of ``stmt`` (see ``torch.utils.benchmark.Timer.blocked_autorange``)."""
+def time_statement(stmt: str, namespace: dict, min_run_time: float,
+                   threads: int | None = None) -> float:
+    """Median seconds of ``stmt`` (see ``torch.utils.benchmark.Timer.blocked_autorange``), on
+    ``threads`` intra-op threads (default: this process's count)."""
     import torch
     from torch.utils import benchmark
 
-    timer = benchmark.Timer(stmt=stmt, globals=namespace, num_threads=torch.get_num_threads())
+    threads = torch.get_num_threads() if threads is None else threads
+    timer = benchmark.Timer(stmt=stmt, globals=namespace, num_threads=threads)
     return timer.blocked_autorange(min_run_time=min_run_time).median
 
 

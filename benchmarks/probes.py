@@ -18,43 +18,40 @@ does, with a number measured by the same ``make bench`` run rather than quoted f
 from __future__ import annotations
 
 from ._core import Options
+from .kernels import time_statement
 
 SIZE = 10**5
 MODELS, BATCH, WIDTH, CLASSES = 40, 100, 100, 10
 
 
-def _median(stmt: str, setup: str, threads: int, min_run_time: float) -> float:
-    """Median seconds of ``stmt`` (``torch.utils.benchmark``, ``threads`` intra-op threads)."""
-    from torch.utils.benchmark import Timer
-
-    timer = Timer(stmt=stmt, setup="import torch\nimport torch.nn.functional as F\n" + setup,
-                  num_threads=threads)
-    return timer.blocked_autorange(min_run_time=min_run_time).median
-
-
 def run(options: Options) -> tuple[dict, list[dict]]:
     """Time each probe; see the module docstring. ``--quick`` shortens each measurement."""
+    import torch
+    import torch.nn.functional as F
+
     t = 0.05 if options.quick else 0.5
-    logits = (f"l = torch.randn({MODELS}, {BATCH}, {CLASSES}, requires_grad=True)\n"
-              f"y = torch.randint(0, {CLASSES}, ({MODELS}, {BATCH}))\n")
+    logits = torch.randn(MODELS, BATCH, CLASSES, requires_grad=True)
+    labels = torch.randint(0, CLASSES, (MODELS, BATCH))
+    ns = {"F": F, "l": logits, "y": labels}
     cross_entropy = {
-        "last_dim_ms": 1e3 * _median(
-            f"F.cross_entropy(l.reshape(-1, {CLASSES}), y.reshape(-1)).backward()", logits, 1, t),
-        "middle_dim_ms": 1e3 * _median(
-            "F.cross_entropy(l.transpose(1, 2).contiguous(), y).backward()", logits, 1, t),
+        "last_dim_ms": 1e3 * time_statement(
+            f"F.cross_entropy(l.reshape(-1, {CLASSES}), y.reshape(-1)).backward()", ns, t, 1),
+        "middle_dim_ms": 1e3 * time_statement(
+            "F.cross_entropy(l.transpose(1, 2).contiguous(), y).backward()", ns, t, 1),
     }
-    vector = f"x = torch.randn({SIZE}); m = x > 0; z = torch.zeros({SIZE})\n"
+    x = torch.randn(SIZE)
+    ns = {"torch": torch, "F": F, "x": x, "m": x > 0, "z": torch.zeros(SIZE)}
     elementwise = {
-        "where_us": 1e6 * _median("torch.where(m, x, z)", vector, 1, t),
-        "multiply_us": 1e6 * _median("x * 0.01", vector, 1, t),
-        "leaky_relu_us": 1e6 * _median("F.leaky_relu(x, 0.01)", vector, 1, t),
+        "where_us": 1e6 * time_statement("torch.where(m, x, z)", ns, t, 1),
+        "multiply_us": 1e6 * time_statement("x * 0.01", ns, t, 1),
+        "leaky_relu_us": 1e6 * time_statement("F.leaky_relu(x, 0.01)", ns, t, 1),
     }
-    threads = {str(n): 1e6 * _median("x.clone()", vector, n, t) for n in (1, 2)}
+    threads = {str(k): 1e6 * time_statement("x.clone()", ns, t, k) for k in (1, 2)}
     matmul = {}
     for name, (batch, n) in {"batched_40x100": (MODELS, WIDTH), "single_1000": (1, 1000)}.items():
-        setup = f"a = torch.randn({batch}, {n}, {n}); b = torch.randn({batch}, {n}, {n})\n"
+        ns = {"torch": torch, "a": torch.randn(batch, n, n), "b": torch.randn(batch, n, n)}
         flops = 2 * batch * n**3
-        matmul[name] = {str(k): flops / _median("torch.bmm(a, b)", setup, k, t) / 1e9
+        matmul[name] = {str(k): flops / time_statement("torch.bmm(a, b)", ns, t, k) / 1e9
                         for k in (1, 2)}
     rounded = {
         "cross_entropy": {k: round(v, 3) for k, v in cross_entropy.items()},

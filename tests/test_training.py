@@ -342,3 +342,14 @@ def test_evaluate_rejects_bad_arguments(model, x, y, error, match):
 def test_docstring_examples():
     result = doctest.testmod(training_module, extraglobs={"torch": torch, "nn": nn})
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_data_orders_are_seeded_permutations_fresh_each_epoch():
+    from rectifiers.training import data_orders
+
+    generator = torch.Generator().manual_seed(7)
+    expected = [torch.randperm(50, generator=generator) for _ in range(3)]
+    drawn = [order for _, order in zip(range(3), data_orders(50, 7))]
+    assert all(torch.equal(a, b) for a, b in zip(drawn, expected))
+    assert not torch.equal(drawn[0], drawn[1])
+    assert not torch.equal(drawn[0], next(data_orders(50, 8)))

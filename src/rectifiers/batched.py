@@ -52,6 +52,7 @@ from rectifiers.training import (
     check_activation,
     check_data,
     check_sizes,
+    data_orders,
     make_optimizer,
     mlp,
 )
@@ -701,14 +702,14 @@ def train_batched(
         if callback is not None:
             callback(step, model)
 
-    # One generator per distinct seed: models sharing a seed share the order, exactly as
-    # separate train(..., seed=seed) calls would draw it.
-    generators = {seed: torch.Generator().manual_seed(seed) for seed in dict.fromkeys(seeds)}
+    # One stream of orders per distinct seed: models sharing a seed share the order, exactly
+    # as separate train(..., seed=seed) calls would draw it.
+    orders = {seed: data_orders(n, seed) for seed in dict.fromkeys(seeds)}
     train_loss = torch.zeros(epochs, num_models, dtype=dtype)
     step = 0
     record(step)
     for epoch in range(epochs):
-        perms = {seed: torch.randperm(n, generator=g) for seed, g in generators.items()}
+        perms = {seed: next(stream) for seed, stream in orders.items()}
         order = torch.stack([perms[seed] for seed in seeds])  # (M, n)
         epoch_loss = torch.zeros(num_models, dtype=dtype)
         for batch in order.split(batch_size, dim=1):  # (M, B) example indices

@@ -110,7 +110,8 @@ def _activation_kind(activation: object) -> str | float:
         slope = check_real("activation", activation)
         if not 0 <= slope <= 1:
             raise ValueError(f"activation as a negative slope must lie in [0, 1], got {slope!r}")
-        return slope
+        # The endpoints are named activations: slope 0 is ReLU, slope 1 the linear model.
+        return {0: "relu", 1: "linear"}.get(slope, slope)
     raise TypeError(f"activation must be a name ({', '.join(COLORS)}) or a negative slope "
                     f"(a real number), got {type(activation).__name__} {activation!r}")
 
@@ -142,10 +143,6 @@ def color_for(activation: str | float) -> str:
     kind = _activation_kind(activation)
     if isinstance(kind, str):
         return COLORS[kind]
-    if kind == 0:
-        return COLORS["relu"]
-    if kind == 1:
-        return COLORS["linear"]
     if math.isclose(kind, 0.01):
         return COLORS["leaky_relu"]
     position = min(max((math.log10(kind) + 3) / 3, 0.0), 1.0)
@@ -174,10 +171,6 @@ def label_for(activation: str | float) -> str:
              "prelu_channelwise": "PReLU (channel-wise)", "linear": "linear (α = 1)"}
     if isinstance(kind, str):
         return names[kind]
-    if kind == 0:
-        return names["relu"]
-    if kind == 1:
-        return names["linear"]
     return f"Leaky ReLU (α = {kind:g})"
 
 

@@ -29,7 +29,8 @@ from rectifiers._validation import (
 )
 from rectifiers.data import MNIST1D
 
-__all__ = ["OPTIMIZERS", "PRELU_KINDS", "evaluate", "make_optimizer", "mlp", "train"]
+__all__ = ["OPTIMIZERS", "PRELU_KINDS", "data_orders", "evaluate", "make_optimizer", "mlp",
+           "train"]
 
 #: Names accepted by ``optimizer`` arguments.
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -226,6 +227,31 @@ def make_optimizer(
     return cls(params, lr=lr, weight_decay=weight_decay, fused=True)
 
 
+def data_orders(n: int, seed: int):
+    """The order of the ``n`` training examples in each epoch, drawn from ``seed`` alone.
+
+    One ``torch.Generator`` seeded once, a fresh permutation per epoch. Both :func:`train` and
+    :func:`rectifiers.batched.train_batched` take their orders from here, which is what makes
+    a batched model see exactly the mini-batches it would see trained alone.
+
+    Args:
+        n: number of training examples.
+        seed: seed of the order.
+
+    Yields:
+        A ``torch.int64`` permutation of ``range(n)`` per epoch, without end.
+
+    Example:
+        >>> orders = data_orders(5, seed=0)
+        >>> first, second = next(orders), next(orders)
+        >>> torch.equal(first, next(data_orders(5, seed=0))), sorted(second.tolist())
+        (True, [0, 1, 2, 3, 4])
+    """
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        yield torch.randperm(n, generator=generator)
+
+
 def train(
     model,
     data: MNIST1D,
@@ -299,13 +325,12 @@ def train(
     opt = make_optimizer(params, optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum)
 
     x, y = data.x_train, data.y_train
-    generator = torch.Generator().manual_seed(seed)
+    orders = data_orders(len(y), seed)
     losses = torch.zeros(epochs)
     model.train()
     if callback is not None:
         callback(0, model)
-    for epoch in range(epochs):
-        order = torch.randperm(len(y), generator=generator)
+    for epoch, order in zip(range(epochs), orders):
         batch_losses = []
         for batch in order.split(batch_size):
             loss = F.cross_entropy(model(x[batch]), y[batch])
