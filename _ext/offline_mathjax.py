@@ -22,7 +22,9 @@ BUNDLE = "tex-chtml.js"
 def _es5_dir() -> Path:
     spec = importlib.util.find_spec("mathjax")
     if spec is None or not spec.submodule_search_locations:
-        raise ExtensionError("offline_mathjax: the 'django-static-mathjax' package is not installed")
+        raise ExtensionError(
+            "offline_mathjax: the 'django-static-mathjax' package is not installed"
+        )
     es5 = Path(next(iter(spec.submodule_search_locations))) / "static" / "mathjax" / "es5"
     if not (es5 / BUNDLE).is_file():
         raise ExtensionError(f"offline_mathjax: {es5 / BUNDLE} not found")

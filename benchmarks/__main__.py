@@ -31,34 +31,63 @@ def names(text: str) -> list[str]:
     unknown = [name for name in chosen if name not in RUN_ORDER]
     if unknown or not chosen:
         raise argparse.ArgumentTypeError(
-            f"unknown benchmark(s) {unknown or [text]}; choose from {', '.join(RUN_ORDER)}")
+            f"unknown benchmark(s) {unknown or [text]}; choose from {', '.join(RUN_ORDER)}"
+        )
     return chosen
 
 
 def parser() -> argparse.ArgumentParser:
     """The command line (see ``benchmarks/README.md``)."""
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    p.add_argument("--only", type=names, metavar="NAME,...",
-                   help=f"run only these ({', '.join(RUN_ORDER)}); other results in bench.json "
-                        "are kept")
+    p.add_argument(
+        "--only",
+        type=names,
+        metavar="NAME,...",
+        help=f"run only these ({', '.join(RUN_ORDER)}); other results in bench.json are kept",
+    )
     p.add_argument("--skip", type=names, default=[], metavar="NAME,...", help="do not run these")
-    p.add_argument("--quick", action="store_true",
-                   help="small workloads, 1 run each, no make test unless named in --only "
-                        "(for working on the harness; marked as quick everywhere)")
-    p.add_argument("--runs", type=int, metavar="N",
-                   help="repetitions per timed figure, median reported (default 3, quick 1)")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="intra-op threads for this process and its children (sets "
-                        "OMP_NUM_THREADS; default: OMP_NUM_THREADS, else 2 as in the Makefile)")
-    p.add_argument("--out", type=Path, default=REPO / "_build" / "bench.json", metavar="PATH",
-                   help="where bench.json goes (bench.md is written next to it)")
-    p.add_argument("--fresh", action="store_true",
-                   help="discard earlier results in --out instead of merging into them")
-    p.add_argument("--publish", action="store_true",
-                   help="also write the tables to benchmarks/results.md (the book's Performance "
-                        "page includes that file)")
-    p.add_argument("--strict", action="store_true",
-                   help="exit 1 if a budget is missed or a benchmark fails or is missing")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small workloads, 1 run each, no make test unless named in --only "
+        "(for working on the harness; marked as quick everywhere)",
+    )
+    p.add_argument(
+        "--runs",
+        type=int,
+        metavar="N",
+        help="repetitions per timed figure, median reported (default 3, quick 1)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="intra-op threads for this process and its children (sets "
+        "OMP_NUM_THREADS; default: OMP_NUM_THREADS, else 2 as in the Makefile)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "_build" / "bench.json",
+        metavar="PATH",
+        help="where bench.json goes (bench.md is written next to it)",
+    )
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard earlier results in --out instead of merging into them",
+    )
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="also write the tables to benchmarks/results.md (the book's Performance "
+        "page includes that file)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 if a budget is missed or a benchmark fails or is missing",
+    )
     return p
 
 
@@ -71,9 +100,15 @@ def selected(args: argparse.Namespace) -> list[str]:
 def measure(name: str, options: Options, git: dict) -> dict:
     """Run one benchmark module; its ``bench.json`` section, whatever happened."""
     module = importlib.import_module(f"benchmarks.{name}")
-    section = {"status": "ok", "measured_at": now(), "quick": options.quick,
-               "runs": options.runs, "machine": machine(), "git": git,
-               "load_average_before": load_average()}
+    section = {
+        "status": "ok",
+        "measured_at": now(),
+        "quick": options.quick,
+        "runs": options.runs,
+        "machine": machine(),
+        "git": git,
+        "load_average_before": load_average(),
+    }
     start = time.perf_counter()
     try:
         results, budgets = module.run(options)
@@ -114,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in todo:
         print(f"[bench] {name} (load average {load_average()})", flush=True)
         sections[name] = measure(name, options, git)
-        print(f"[bench] {name}: {sections[name]['status']} in "
-              f"{sections[name]['harness_seconds']} s", flush=True)
+        print(
+            f"[bench] {name}: {sections[name]['status']} in {sections[name]['harness_seconds']} s",
+            flush=True,
+        )
         # Written after every benchmark, so an interrupted run keeps what it measured.
         bench = _report.merge(previous, sections, machine(), git)
         args.out.write_text(json.dumps(bench, indent=1) + "\n", encoding="utf-8")
@@ -125,19 +162,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.publish:
         (options.repo / "benchmarks" / "results.md").write_text(markdown, encoding="utf-8")
     print(markdown)
-    print(f"[bench] wrote {args.out} and {args.out.with_suffix('.md')}"
-          + (" and benchmarks/results.md" if args.publish else ""))
+    print(
+        f"[bench] wrote {args.out} and {args.out.with_suffix('.md')}"
+        + (" and benchmarks/results.md" if args.publish else "")
+    )
     problems = _report.misses(bench)
     if problems:
         banner = "!" * 78
-        print(f"\n{banner}\n{len(problems)} BUDGET(S) MISSED OR BENCHMARK(S) NOT MEASURED:",
-              file=sys.stderr)
+        print(
+            f"\n{banner}\n{len(problems)} BUDGET(S) MISSED OR BENCHMARK(S) NOT MEASURED:",
+            file=sys.stderr,
+        )
         for line in problems:
             print(f"  {line}", file=sys.stderr)
         print(banner, file=sys.stderr)
     counts = bench["budget_counts"]
-    print(f"[bench] budgets: {counts['pass']} pass, {counts['miss']} missed, "
-          f"{counts['not measured']} not measured")
+    print(
+        f"[bench] budgets: {counts['pass']} pass, {counts['miss']} missed, "
+        f"{counts['not measured']} not measured"
+    )
     return 1 if args.strict and problems else 0
 
 

@@ -52,7 +52,7 @@ class Options:
 
 def now() -> str:
     """The current UTC time, ISO 8601 to the second."""
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def median(values) -> float:
@@ -113,10 +113,12 @@ def machine() -> dict:
 
 def git_state(repo: Path) -> dict:
     """The commit measured and whether the working tree differed from it (``None`` if unknown)."""
+
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
-                                  timeout=30, check=True)
+            done = subprocess.run(
+                ["git", *args], cwd=repo, capture_output=True, text=True, timeout=30, check=True
+            )
         except (OSError, subprocess.SubprocessError):
             return None
         return done.stdout.strip()
@@ -126,8 +128,15 @@ def git_state(repo: Path) -> dict:
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
-def budget(key: str, description: str, measured: float | None, limit: float, comparison: str,
-           unit: str, note: str | None = None) -> dict:
+def budget(
+    key: str,
+    description: str,
+    measured: float | None,
+    limit: float,
+    comparison: str,
+    unit: str,
+    note: str | None = None,
+) -> dict:
     """One budget check: ``measured comparison limit``, or not measured when ``measured`` is None.
 
     Args:
@@ -147,8 +156,9 @@ def budget(key: str, description: str, measured: float | None, limit: float, com
         raise ValueError(f"comparison must be one of {COMPARISONS}, got {comparison!r}")
     if isinstance(limit, bool) or not isinstance(limit, numbers.Real) or not math.isfinite(limit):
         raise TypeError(f"limit must be a finite real number, got {limit!r}")
-    if measured is not None and (isinstance(measured, bool)
-                                 or not isinstance(measured, numbers.Real) or math.isnan(measured)):
+    if measured is not None and (
+        isinstance(measured, bool) or not isinstance(measured, numbers.Real) or math.isnan(measured)
+    ):
         raise TypeError(f"measured must be a real number or None, got {measured!r}")
     if measured is None:
         status = NOT_MEASURED
@@ -156,8 +166,16 @@ def budget(key: str, description: str, measured: float | None, limit: float, com
         status = PASS if measured <= limit else MISS
     else:
         status = PASS if measured >= limit else MISS
-    return {"id": key, "description": description, "measured": measured, "limit": limit,
-            "comparison": comparison, "unit": unit, "status": status, "note": note}
+    return {
+        "id": key,
+        "description": description,
+        "measured": measured,
+        "limit": limit,
+        "comparison": comparison,
+        "unit": unit,
+        "status": status,
+        "note": note,
+    }
 
 
 def python() -> str:

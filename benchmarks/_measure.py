@@ -110,8 +110,15 @@ def phase_times(events: Sequence[tuple[str, float]], end: float) -> dict[str, fl
     return durations
 
 
-def run_command(command: Sequence[str], *, cwd: Path, timeout: float, env: dict | None = None,
-                markers: Sequence[tuple[str, str]] = (), tail_lines: int = 40) -> dict:
+def run_command(
+    command: Sequence[str],
+    *,
+    cwd: Path,
+    timeout: float,
+    env: dict | None = None,
+    markers: Sequence[tuple[str, str]] = (),
+    tail_lines: int = 40,
+) -> dict:
     """Run ``command``, timing it and sampling its process tree's memory.
 
     Output (stdout and stderr together) is read line by line; the first line containing each
@@ -131,9 +138,17 @@ def run_command(command: Sequence[str], *, cwd: Path, timeout: float, env: dict 
         ``returncode`` is ``None`` after a timeout and ``tail`` is a list of lines.
     """
     start = time.perf_counter()
-    process = subprocess.Popen(list(command), cwd=cwd, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                               errors="replace", start_new_session=True)
+    process = subprocess.Popen(
+        list(command),
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
     events: list[tuple[str, float]] = []
     pending = list(markers)

@@ -40,12 +40,27 @@ def merge(previous: dict | None, sections: dict, machine: dict, git: dict) -> di
     budgets = []
     for name, section in ordered.items():
         for entry in section.get("budgets", []):
-            budgets.append({**entry, "benchmark": name, "measured_at": section["measured_at"],
-                            "quick": section["quick"]})
-    counts = {status: sum(1 for b in budgets if b["status"] == status)
-              for status in (PASS, MISS, NOT_MEASURED)}
-    return {"schema": SCHEMA, "updated": now(), "machine": machine, "git": git,
-            "benchmarks": ordered, "budgets": budgets, "budget_counts": counts}
+            budgets.append(
+                {
+                    **entry,
+                    "benchmark": name,
+                    "measured_at": section["measured_at"],
+                    "quick": section["quick"],
+                }
+            )
+    counts = {
+        status: sum(1 for b in budgets if b["status"] == status)
+        for status in (PASS, MISS, NOT_MEASURED)
+    }
+    return {
+        "schema": SCHEMA,
+        "updated": now(),
+        "machine": machine,
+        "git": git,
+        "benchmarks": ordered,
+        "budgets": budgets,
+        "budget_counts": counts,
+    }
 
 
 def load(path: Path) -> dict | None:
@@ -69,7 +84,7 @@ def fmt(value, digits: int = 2) -> str:
         return "yes" if value else "no"
     if isinstance(value, int):
         return str(value)
-    if value != 0 and abs(value) < 10 ** -digits:
+    if value != 0 and abs(value) < 10**-digits:
         return f"{value:.{digits}g}"  # small: significant digits, not a row of zeros
     return f"{value:.{digits}f}"
 
@@ -97,8 +112,11 @@ def _limit(entry: dict) -> str:
 
 
 def _measured(entry: dict) -> str:
-    return f"{fmt(entry['measured'], 3 if entry['unit'] == '' else 2)} {entry['unit']}".strip() \
-        if entry["measured"] is not None else "-"
+    return (
+        f"{fmt(entry['measured'], 3 if entry['unit'] == '' else 2)} {entry['unit']}".strip()
+        if entry["measured"] is not None
+        else "-"
+    )
 
 
 def provenance(section: dict) -> str:
@@ -106,15 +124,20 @@ def provenance(section: dict) -> str:
     m = section.get("machine", {})
     before = section.get("load_average_before") or ["?"] * 3
     after = section.get("load_average_after") or ["?"] * 3
-    quick = " **Quick mode: smaller workload, not comparable with the budgets.**" \
-        if section.get("quick") else ""
+    quick = (
+        " **Quick mode: smaller workload, not comparable with the budgets.**"
+        if section.get("quick")
+        else ""
+    )
     commit = (section.get("git") or {}).get("commit") or "unknown"
-    return (f"*Measured {section.get('measured_at', '?')} on {m.get('cpu_model', '?')} "
-            f"({m.get('usable_cores', '?')} usable cores), torch {m.get('torch_version', '?')}, "
-            f"{m.get('torch_threads', '?')} threads, OMP_WAIT_POLICY "
-            f"{m.get('omp_wait_policy') or 'unset (OpenMP default)'}, commit `{commit[:10]}`; "
-            f"load average "
-            f"(1, 5, 15 min) {before} before, {after} after.*{quick}")
+    return (
+        f"*Measured {section.get('measured_at', '?')} on {m.get('cpu_model', '?')} "
+        f"({m.get('usable_cores', '?')} usable cores), torch {m.get('torch_version', '?')}, "
+        f"{m.get('torch_threads', '?')} threads, OMP_WAIT_POLICY "
+        f"{m.get('omp_wait_policy') or 'unset (OpenMP default)'}, commit `{commit[:10]}`; "
+        f"load average "
+        f"(1, 5, 15 min) {before} before, {after} after.*{quick}"
+    )
 
 
 def _notebooks(results: dict) -> list[str]:
@@ -124,17 +147,48 @@ def _notebooks(results: dict) -> list[str]:
             rows.append([code(name), "failed", "-", "-", "-", code(entry["error"][:100])])
             continue
         slowest = entry["slowest_cells"][:1]
-        cell = (f"{fmt(slowest[0]['seconds'])} s, cell {slowest[0]['index']}: "
-                f"{code(slowest[0]['source'][:50])}") if slowest else "-"
-        rows.append([code(name), fmt(entry["seconds"]), fmt(entry["startup_seconds"]),
-                     fmt(entry["cells_seconds"]), fmt(entry["peak_rss_mib"], 0), cell])
+        cell = (
+            (
+                f"{fmt(slowest[0]['seconds'])} s, cell {slowest[0]['index']}: "
+                f"{code(slowest[0]['source'][:50])}"
+            )
+            if slowest
+            else "-"
+        )
+        rows.append(
+            [
+                code(name),
+                fmt(entry["seconds"]),
+                fmt(entry["startup_seconds"]),
+                fmt(entry["cells_seconds"]),
+                fmt(entry["peak_rss_mib"], 0),
+                cell,
+            ]
+        )
     for folder, total in results["totals"].items():
         label = "all notebooks" if folder == "all" else f"{folder}/ total"
-        rows.append([f"**{label}**", f"**{fmt(total['seconds'])}**", "", "", "",
-                     f"{total['notebooks']} notebooks" + (f", {len(total['failed'])} failed"
-                                                         if total["failed"] else "")])
-    return table(["Notebook", "Wall time (s)", "Start-up (s)", "Cells (s)", "Peak memory (MiB)",
-                  "Slowest cell"], rows)
+        rows.append(
+            [
+                f"**{label}**",
+                f"**{fmt(total['seconds'])}**",
+                "",
+                "",
+                "",
+                f"{total['notebooks']} notebooks"
+                + (f", {len(total['failed'])} failed" if total["failed"] else ""),
+            ]
+        )
+    return table(
+        [
+            "Notebook",
+            "Wall time (s)",
+            "Start-up (s)",
+            "Cells (s)",
+            "Peak memory (MiB)",
+            "Slowest cell",
+        ],
+        rows,
+    )
 
 
 def _training(results: dict) -> list[str]:
@@ -143,37 +197,63 @@ def _training(results: dict) -> list[str]:
     for label, key in (("Batched trainer", "batched"), ("One-by-one loop", "loop")):
         for threads, seconds in results[f"{key}_seconds_by_threads"].items():
             rows.append([label, threads, fmt(seconds)])
-    lines = [f"{results['models']} MLPs {results['sizes']} ({len(results['slopes'])} slopes "
-             f"x {len(results['seeds'])} seeds), {results['epochs']} epochs of "
-             f"{results['train_examples']} MNIST-1D signals, {results['optimizer']}, "
-             f"learning rate {results['lr']}, batches of {results['batch_size']}.", ""]
+    lines = [
+        f"{results['models']} MLPs {results['sizes']} ({len(results['slopes'])} slopes "
+        f"x {len(results['seeds'])} seeds), {results['epochs']} epochs of "
+        f"{results['train_examples']} MNIST-1D signals, {results['optimizer']}, "
+        f"learning rate {results['lr']}, batches of {results['batch_size']}.",
+        "",
+    ]
     lines += table(["Trainer", "Threads", "Wall time (s, median)"], rows)
-    lines += ["", f"**Speed-up: {fmt(results['speedup'])}x** (batched at "
-              f"{results['batched_threads']} thread(s) against the loop at "
-              f"{results['loop_threads']}; {fmt(results['speedup_same_threads'])}x at "
-              f"{results['configured_threads']} threads each).", ""]
+    lines += [
+        "",
+        f"**Speed-up: {fmt(results['speedup'])}x** (batched at "
+        f"{results['batched_threads']} thread(s) against the loop at "
+        f"{results['loop_threads']}; {fmt(results['speedup_same_threads'])}x at "
+        f"{results['configured_threads']} threads each).",
+        "",
+    ]
     if "profile" in results:
         batched, loop = results["profile"]["batched"], results["profile"]["loop"]
-        lines += [f"Matrix products, by the torch profiler over one epoch: the batched trainer "
-                  f"spends {fmt(batched['matmul_seconds_per_epoch'])} s of its "
-                  f"{fmt(batched['seconds_per_epoch'])} s in them, the loop "
-                  f"{fmt(loop['matmul_seconds_per_epoch'])} s of "
-                  f"{fmt(loop['seconds_per_epoch'])} s. Stacking removes overhead, not "
-                  f"arithmetic: even if everything else cost nothing, the batched trainer could "
-                  f"be at most **{fmt(results['speedup_ceiling'])}x** faster than the loop.", ""]
+        lines += [
+            f"Matrix products, by the torch profiler over one epoch: the batched trainer "
+            f"spends {fmt(batched['matmul_seconds_per_epoch'])} s of its "
+            f"{fmt(batched['seconds_per_epoch'])} s in them, the loop "
+            f"{fmt(loop['matmul_seconds_per_epoch'])} s of "
+            f"{fmt(loop['seconds_per_epoch'])} s. Stacking removes overhead, not "
+            f"arithmetic: even if everything else cost nothing, the batched trainer could "
+            f"be at most **{fmt(results['speedup_ceiling'])}x** faster than the loop.",
+            "",
+        ]
     lines += table(
-        ["Agreement, batched vs loop", "float32 (the run above)",
-         f"float64 ({f64['epochs']} epochs)"],
-        [["largest final-accuracy difference (test examples)",
-          str(f32["max_accuracy_difference_examples"]),
-          str(f64["max_accuracy_difference_examples"])],
-         ["largest relative final-loss difference", fmt(f32["max_relative_loss_difference"], 6),
-          fmt(f64["max_relative_loss_difference"], 6)],
-         ["largest parameter difference", fmt(f32["max_abs_parameter_difference"], 6),
-          f"{f64['max_abs_parameter_difference']:.1e}"],
-         ["mean final accuracy, loop / batched",
-          f"{fmt(f32['mean_accuracy_loop'], 4)} / {fmt(f32['mean_accuracy_batched'], 4)}",
-          f"{fmt(f64['mean_accuracy_loop'], 4)} / {fmt(f64['mean_accuracy_batched'], 4)}"]])
+        [
+            "Agreement, batched vs loop",
+            "float32 (the run above)",
+            f"float64 ({f64['epochs']} epochs)",
+        ],
+        [
+            [
+                "largest final-accuracy difference (test examples)",
+                str(f32["max_accuracy_difference_examples"]),
+                str(f64["max_accuracy_difference_examples"]),
+            ],
+            [
+                "largest relative final-loss difference",
+                fmt(f32["max_relative_loss_difference"], 6),
+                fmt(f64["max_relative_loss_difference"], 6),
+            ],
+            [
+                "largest parameter difference",
+                fmt(f32["max_abs_parameter_difference"], 6),
+                f"{f64['max_abs_parameter_difference']:.1e}",
+            ],
+            [
+                "mean final accuracy, loop / batched",
+                f"{fmt(f32['mean_accuracy_loop'], 4)} / {fmt(f32['mean_accuracy_batched'], 4)}",
+                f"{fmt(f64['mean_accuracy_loop'], 4)} / {fmt(f64['mean_accuracy_batched'], 4)}",
+            ],
+        ],
+    )
     return lines
 
 
@@ -183,63 +263,131 @@ def _kernels(results: dict) -> list[str]:
         for name in ("leaky_relu", "prelu"):
             entry = row[name]
             builtin, scratch = entry["builtin"], entry["scratch"]
-            rows.append([f"{row['elements']:.0e}", code(name),
-                         fmt(builtin["forward_backward_seconds"] * 1e6, 1),
-                         fmt(scratch["forward_backward_seconds"] * 1e6, 1),
-                         f"{fmt(entry['forward_backward_ratio'])}x",
-                         f"{fmt(entry['forward_ratio'])}x",
-                         fmt(builtin["forward_backward_gb_per_s"]),
-                         fmt(scratch["forward_backward_gb_per_s"]),
-                         fmt(row["copy_gb_per_s"])])
-    return ([f"{results.get('dtype', 'float32')}, {results.get('threads', '?')} intra-op "
-             f"thread(s); ratios are from-scratch time over built-in time.", ""]
-            + table(["Elements", "Function", "Built-in fwd+bwd (µs)", "From scratch fwd+bwd (µs)",
-                     "Ratio fwd+bwd", "Ratio fwd", "Built-in GB/s", "From scratch GB/s",
-                     "Copy GB/s (clone)"], rows))
+            rows.append(
+                [
+                    f"{row['elements']:.0e}",
+                    code(name),
+                    fmt(builtin["forward_backward_seconds"] * 1e6, 1),
+                    fmt(scratch["forward_backward_seconds"] * 1e6, 1),
+                    f"{fmt(entry['forward_backward_ratio'])}x",
+                    f"{fmt(entry['forward_ratio'])}x",
+                    fmt(builtin["forward_backward_gb_per_s"]),
+                    fmt(scratch["forward_backward_gb_per_s"]),
+                    fmt(row["copy_gb_per_s"]),
+                ]
+            )
+    return [
+        f"{results.get('dtype', 'float32')}, {results.get('threads', '?')} intra-op "
+        f"thread(s); ratios are from-scratch time over built-in time.",
+        "",
+    ] + table(
+        [
+            "Elements",
+            "Function",
+            "Built-in fwd+bwd (µs)",
+            "From scratch fwd+bwd (µs)",
+            "Ratio fwd+bwd",
+            "Ratio fwd",
+            "Built-in GB/s",
+            "From scratch GB/s",
+            "Copy GB/s (clone)",
+        ],
+        rows,
+    )
 
 
 def _make_test(results: dict) -> list[str]:
-    status = "passed" if results["passed"] else (
-        "timed out" if results["timed_out"] else f"failed (exit status {results['returncode']})")
+    status = (
+        "passed"
+        if results["passed"]
+        else (
+            "timed out" if results["timed_out"] else f"failed (exit status {results['returncode']})"
+        )
+    )
     rows = [[code(part), fmt(seconds, 1)] for part, seconds in results["phases_seconds"].items()]
     rows.append(["**make test**", f"**{fmt(results['seconds'], 1)}**"])
     lines = [f"`make test` {status}.", ""] + table(["Part", "Wall time (s)"], rows)
     if results.get("failures"):
-        lines += ["", "What failed:", ""] + [f"- {code(line[:150])}" for line in
-                                             results["failures"][:10]]
+        lines += ["", "What failed:", ""] + [
+            f"- {code(line[:150])}" for line in results["failures"][:10]
+        ]
     return lines
 
 
 def _book(results: dict) -> list[str]:
-    rows = [[str(i + 1), fmt(run["seconds"]), str(run["executed_notebooks"]),
-             str(run["cached_notebooks"])] for i, run in enumerate(results["runs"])]
-    return ([f"Prose edit in {code(results['edited'])}; warm-up build of the copy "
-             f"{fmt(results['warmup_seconds'], 1)} s.", ""]
-            + table(["Rebuild", "Wall time (s)", "Notebooks executed", "Notebooks from cache"],
-                    rows)
-            + ["", f"**Median: {fmt(results['seconds'])} s.**"])
+    rows = [
+        [
+            str(i + 1),
+            fmt(run["seconds"]),
+            str(run["executed_notebooks"]),
+            str(run["cached_notebooks"]),
+        ]
+        for i, run in enumerate(results["runs"])
+    ]
+    return (
+        [
+            f"Prose edit in {code(results['edited'])}; warm-up build of the copy "
+            f"{fmt(results['warmup_seconds'], 1)} s.",
+            "",
+        ]
+        + table(["Rebuild", "Wall time (s)", "Notebooks executed", "Notebooks from cache"], rows)
+        + ["", f"**Median: {fmt(results['seconds'])} s.**"]
+    )
 
 
 def _grading(results: dict) -> list[str]:
     one, whole = results["submission"], results["class"]
     rows = [
-        ["one submission (`--jobs 1`)", "1", fmt(one["seconds"]), fmt(one["seconds_per_notebook"]),
-         "-"],
-        [f"a class (`--jobs {whole['jobs']}`)", str(whole["students"]), fmt(whole["seconds"]),
-         fmt(whole["wall_seconds_per_notebook"]), fmt(whole["grader_seconds_per_notebook"])],
+        [
+            "one submission (`--jobs 1`)",
+            "1",
+            fmt(one["seconds"]),
+            fmt(one["seconds_per_notebook"]),
+            "-",
+        ],
+        [
+            f"a class (`--jobs {whole['jobs']}`)",
+            str(whole["students"]),
+            fmt(whole["seconds"]),
+            fmt(whole["wall_seconds_per_notebook"]),
+            fmt(whole["grader_seconds_per_notebook"]),
+        ],
     ]
-    marks = "every submission earned every auto-graded point" if results["all_full_marks"] \
+    marks = (
+        "every submission earned every auto-graded point"
+        if results["all_full_marks"]
         else "**some solved submissions lost points: the grading figures are suspect**"
-    lines = ([f"Notebooks graded per student: {', '.join(code(n) for n in results['notebooks'])}; "
-              f"{marks}; sandbox: {whole['sandbox']}.", ""]
-             + table(["Run", "Students", "Wall time (s)", "Wall time per notebook (s)",
-                      "Grader's own time per notebook (s)"], rows))
+    )
+    lines = [
+        f"Notebooks graded per student: {', '.join(code(n) for n in results['notebooks'])}; "
+        f"{marks}; sandbox: {whole['sandbox']}.",
+        "",
+    ] + table(
+        [
+            "Run",
+            "Students",
+            "Wall time (s)",
+            "Wall time per notebook (s)",
+            "Grader's own time per notebook (s)",
+        ],
+        rows,
+    )
     lost = [row for run in [*one["runs"], whole] for row in run.get("problems", [])]
     if lost:
         lines += ["", "Points lost by solved notebooks (first few):", ""]
-        lines += table(["Student", "Notebook", "Exercise", "Status", "Detail"],
-                       [[row["student"], code(row["notebook"]), code(row["exercise"]),
-                         row["status"], code(row["detail"][:120])] for row in lost[:5]])
+        lines += table(
+            ["Student", "Notebook", "Exercise", "Status", "Detail"],
+            [
+                [
+                    row["student"],
+                    code(row["notebook"]),
+                    code(row["exercise"]),
+                    row["status"],
+                    code(row["detail"][:120]),
+                ]
+                for row in lost[:5]
+            ],
+        )
     return lines
 
 
@@ -247,24 +395,42 @@ def _probes(results: dict) -> list[str]:
     ce, el = results["cross_entropy"], results["elementwise"]
     clone, mm = results["clone_us_by_threads"], results["matmul_gflops_by_threads"]
     size = f"{results['size']:.0e}".replace("e+0", "e")
-    return table(["Probe", "Measured"], [
-        ["`F.cross_entropy` forward + backward, 40 x 100 logits as (4000, 10)",
-         f"{fmt(ce['last_dim_ms'])} ms"],
-        ["the same logits as (40, 10, 100): classes in the middle dimension",
-         f"{fmt(ce['middle_dim_ms'])} ms"],
-        [f"`torch.where(mask, x, zeros)`, {size} floats, 1 thread", f"{el['where_us']} µs"],
-        [f"`x * 0.01`, {size} floats, 1 thread", f"{el['multiply_us']} µs"],
-        [f"`F.leaky_relu(x, 0.01)`, {size} floats, 1 thread", f"{el['leaky_relu_us']} µs"],
-        [f"`x.clone()`, {size} floats, 1 / 2 threads", f"{clone['1']} / {clone['2']} µs"],
-        ["`torch.bmm`, 40 products 100 x 100 by 100 x 100, 1 / 2 threads",
-         f"{mm['batched_40x100']['1']} / {mm['batched_40x100']['2']} GFLOP/s"],
-        ["`torch.bmm`, one product 1000 x 1000 by 1000 x 1000, 1 / 2 threads",
-         f"{mm['single_1000']['1']} / {mm['single_1000']['2']} GFLOP/s"],
-    ])
+    return table(
+        ["Probe", "Measured"],
+        [
+            [
+                "`F.cross_entropy` forward + backward, 40 x 100 logits as (4000, 10)",
+                f"{fmt(ce['last_dim_ms'])} ms",
+            ],
+            [
+                "the same logits as (40, 10, 100): classes in the middle dimension",
+                f"{fmt(ce['middle_dim_ms'])} ms",
+            ],
+            [f"`torch.where(mask, x, zeros)`, {size} floats, 1 thread", f"{el['where_us']} µs"],
+            [f"`x * 0.01`, {size} floats, 1 thread", f"{el['multiply_us']} µs"],
+            [f"`F.leaky_relu(x, 0.01)`, {size} floats, 1 thread", f"{el['leaky_relu_us']} µs"],
+            [f"`x.clone()`, {size} floats, 1 / 2 threads", f"{clone['1']} / {clone['2']} µs"],
+            [
+                "`torch.bmm`, 40 products 100 x 100 by 100 x 100, 1 / 2 threads",
+                f"{mm['batched_40x100']['1']} / {mm['batched_40x100']['2']} GFLOP/s",
+            ],
+            [
+                "`torch.bmm`, one product 1000 x 1000 by 1000 x 1000, 1 / 2 threads",
+                f"{mm['single_1000']['1']} / {mm['single_1000']['2']} GFLOP/s",
+            ],
+        ],
+    )
 
 
-RENDERERS = {"notebooks": _notebooks, "training": _training, "kernels": _kernels,
-             "make_test": _make_test, "book": _book, "grading": _grading, "probes": _probes}
+RENDERERS = {
+    "notebooks": _notebooks,
+    "training": _training,
+    "kernels": _kernels,
+    "make_test": _make_test,
+    "book": _book,
+    "grading": _grading,
+    "probes": _probes,
+}
 
 
 def render_section(name: str, section: dict | None) -> list[str]:
@@ -304,10 +470,15 @@ def misses(bench: dict) -> list[str]:
         note = f" ({entry['note']})" if entry.get("note") else ""
         quick = " (quick mode)" if entry["quick"] else ""
         if entry["status"] == MISS:
-            lines.append(f"MISSED {entry['id']}: measured {_measured(entry)}, budget "
-                         f"{_limit(entry)}{quick}{note}")
+            lines.append(
+                f"MISSED {entry['id']}: measured {_measured(entry)}, budget "
+                f"{_limit(entry)}{quick}{note}"
+            )
         elif entry["status"] == NOT_MEASURED:
             lines.append(f"NOT MEASURED {entry['id']}{quick}{note}")
-    lines += [f"{section['status'].upper()} {name}: {section['reason']}"
-              for name, section in bench["benchmarks"].items() if section["status"] != "ok"]
+    lines += [
+        f"{section['status'].upper()} {name}: {section['reason']}"
+        for name, section in bench["benchmarks"].items()
+        if section["status"] != "ok"
+    ]
     return lines

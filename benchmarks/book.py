@@ -37,8 +37,13 @@ FROM_CACHE = re.compile(r"Using cached notebook")
 
 def source_files(repo: Path) -> list[str]:
     """Files git tracks or would track (not ignored), relative to ``repo``, that exist."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=repo, capture_output=True, check=True, timeout=60).stdout
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=repo,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
     names = sorted({name for name in listed.decode().split("\0") if name})
     return [name for name in names if (repo / name).is_file()]
 
@@ -121,17 +126,27 @@ def copy_book(repo: Path, target: Path) -> None:
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(repo / name, destination)
     build = repo / "_build"
-    shutil.copytree(build, target / "_build", symlinks=True,
-                    ignore=lambda folder, names: [n for n in names if Path(folder) == build
-                                                  and n in SKIP_BUILD])
+    shutil.copytree(
+        build,
+        target / "_build",
+        symlinks=True,
+        ignore=lambda folder, names: [
+            n for n in names if Path(folder) == build and n in SKIP_BUILD
+        ],
+    )
     os.symlink(repo / ".venv", target / ".venv")
 
 
 def make_book(folder: Path) -> dict:
     """Run ``make book`` in ``folder``: :func:`run_command`'s dict and notebook counts."""
     # -o: never redo the .venv set-up from the copy (it is the repository's, linked).
-    outcome = run_command(["make", "--no-print-directory", "-o", ".venv/.installed", "book"],
-                          cwd=folder, timeout=TIMEOUT_S, env=dict(os.environ), tail_lines=5000)
+    outcome = run_command(
+        ["make", "--no-print-directory", "-o", ".venv/.installed", "book"],
+        cwd=folder,
+        timeout=TIMEOUT_S,
+        env=dict(os.environ),
+        tail_lines=5000,
+    )
     outcome["executed_notebooks"] = sum(1 for line in outcome["tail"] if EXECUTED.search(line))
     outcome["cached_notebooks"] = sum(1 for line in outcome["tail"] if FROM_CACHE.search(line))
     return outcome
@@ -141,8 +156,9 @@ def run(options: Options) -> tuple[dict, list[dict]]:
     """Time cached rebuilds after prose-only edits; see the module docstring."""
     repo = options.repo
     if not (repo / "_build" / "html").is_dir():
-        raise Missing("no _build/html: run make book first (the rebuild is measured from a "
-                      "built book)")
+        raise Missing(
+            "no _build/html: run make book first (the rebuild is measured from a built book)"
+        )
     if not (repo / ".venv" / ".installed").is_file():
         raise Missing(".venv is not set up")
     with tempfile.TemporaryDirectory(prefix="bench-book-") as temporary:
@@ -161,9 +177,14 @@ def run(options: Options) -> tuple[dict, list[dict]]:
             outcome = make_book(folder)
             if outcome["returncode"] != 0:
                 raise RuntimeError(f"make book failed after a prose edit: {outcome['tail'][-5:]}")
-            rebuilds.append({"seconds": outcome["seconds"], "load_1min": load,
-                             "executed_notebooks": outcome["executed_notebooks"],
-                             "cached_notebooks": outcome["cached_notebooks"]})
+            rebuilds.append(
+                {
+                    "seconds": outcome["seconds"],
+                    "load_1min": load,
+                    "executed_notebooks": outcome["executed_notebooks"],
+                    "cached_notebooks": outcome["cached_notebooks"],
+                }
+            )
     seconds = round(median([r["seconds"] for r in rebuilds]), 2)
     results = {
         "edited": str(target.relative_to(folder)),
@@ -173,5 +194,13 @@ def run(options: Options) -> tuple[dict, list[dict]]:
         "runs": rebuilds,
         "executed_notebooks": max(r["executed_notebooks"] for r in rebuilds),
     }
-    return results, [budget("book:cached_rebuild", "cached make book after a prose-only edit",
-                            seconds, BUDGET_S, "<=", "s")]
+    return results, [
+        budget(
+            "book:cached_rebuild",
+            "cached make book after a prose-only edit",
+            seconds,
+            BUDGET_S,
+            "<=",
+            "s",
+        )
+    ]

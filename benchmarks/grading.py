@@ -57,8 +57,11 @@ def full_marks(summary_csv: Path) -> tuple[int, int]:
     """``(students with every auto-graded point, students)`` from the grader's ``summary.csv``."""
     with open(summary_csv, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    full = sum(1 for row in rows if float(row["points"])
-               == float(row["max_points"]) - float(row["manual_max_points"]))
+    full = sum(
+        1
+        for row in rows
+        if float(row["points"]) == float(row["max_points"]) - float(row["manual_max_points"])
+    )
     return full, len(rows)
 
 
@@ -72,8 +75,12 @@ def problems(grades_csv: Path, limit: int = 5) -> list[dict]:
     with open(grades_csv, newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             if row["status"] not in ("passed", "manual") and len(found) < limit:
-                found.append({key: row[key] for key in ("student", "notebook", "exercise",
-                                                        "status", "detail")})
+                found.append(
+                    {
+                        key: row[key]
+                        for key in ("student", "notebook", "exercise", "status", "detail")
+                    }
+                )
     return found
 
 
@@ -89,21 +96,35 @@ def status_counts(grades_csv: Path) -> dict[str, int]:
 
 def grade(submissions: Path, out: Path, notebooks: list[str], jobs: int) -> dict:
     """Run ``grade-exercises`` once; its timing, exit status and what it reported."""
-    command = [venv_bin("grade-exercises"), str(submissions), "--out", str(out), "--jobs",
-               str(jobs), "--notebooks", ",".join(notebooks)]
+    command = [
+        venv_bin("grade-exercises"),
+        str(submissions),
+        "--out",
+        str(out),
+        "--jobs",
+        str(jobs),
+        "--notebooks",
+        ",".join(notebooks),
+    ]
     load = load_average()[0]
-    outcome = run_command(command, cwd=submissions.parent, timeout=TIMEOUT_S,
-                          env=dict(os.environ))
+    outcome = run_command(command, cwd=submissions.parent, timeout=TIMEOUT_S, env=dict(os.environ))
     if outcome["returncode"] != 0:
-        raise RuntimeError(f"grade-exercises exited with {outcome['returncode']}: "
-                           f"{outcome['tail'][-5:]}")
+        raise RuntimeError(
+            f"grade-exercises exited with {outcome['returncode']}: {outcome['tail'][-5:]}"
+        )
     report = json.loads((out / "run.json").read_text(encoding="utf-8"))
     full, students = full_marks(out / "summary.csv")
-    return {"seconds": outcome["seconds"], "peak_rss_mib": outcome["peak_rss_mib"],
-            "load_1min": load, "grader_seconds_per_notebook": report.get("seconds_per_notebook"),
-            "sandbox": report.get("sandbox", {}).get("mode"), "students_full_marks": full,
-            "students": students, "statuses": status_counts(out / "grades.csv"),
-            "problems": problems(out / "grades.csv")}
+    return {
+        "seconds": outcome["seconds"],
+        "peak_rss_mib": outcome["peak_rss_mib"],
+        "load_1min": load,
+        "grader_seconds_per_notebook": report.get("seconds_per_notebook"),
+        "sandbox": report.get("sandbox", {}).get("mode"),
+        "students_full_marks": full,
+        "students": students,
+        "statuses": status_counts(out / "grades.csv"),
+        "problems": problems(out / "grades.csv"),
+    }
 
 
 def run(options: Options) -> tuple[dict, list[dict]]:
@@ -141,14 +162,29 @@ def run(options: Options) -> tuple[dict, list[dict]]:
         "all_full_marks": all(r["students_full_marks"] == r["students"] for r in [*singles, whole]),
     }
     budgets = [
-        budget("grading:seconds_per_notebook", "grading: seconds per exercise notebook (one "
-               "submission, 1 job)", per_notebook, PER_NOTEBOOK_BUDGET_S, "<=", "s"),
+        budget(
+            "grading:seconds_per_notebook",
+            "grading: seconds per exercise notebook (one submission, 1 job)",
+            per_notebook,
+            PER_NOTEBOOK_BUDGET_S,
+            "<=",
+            "s",
+        ),
     ]
     suspect = None if results["all_full_marks"] else "solved submissions lost points"
     budgets[0]["note"] = suspect
     class_figure = whole["seconds"] if class_size == STUDENTS else None
-    budgets.append(budget("grading:class_of_30", f"grading: a class of {STUDENTS}, {JOBS} jobs",
-                          class_figure, CLASS_BUDGET_S, "<=", "s",
-                          note=suspect if class_figure is not None else
-                          f"a quick class has {class_size} students"))
+    budgets.append(
+        budget(
+            "grading:class_of_30",
+            f"grading: a class of {STUDENTS}, {JOBS} jobs",
+            class_figure,
+            CLASS_BUDGET_S,
+            "<=",
+            "s",
+            note=suspect
+            if class_figure is not None
+            else f"a quick class has {class_size} students",
+        )
+    )
     return results, budgets

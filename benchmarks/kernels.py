@@ -36,8 +36,9 @@ SLOPE = 0.01
 FLOATS_FORWARD, FLOATS_FORWARD_BACKWARD, FLOATS_COPY = 2, 5, 2
 
 
-def gigabytes_per_second(elements: int, floats_per_element: int, seconds: float,
-                         bytes_per_float: int = 4) -> float:
+def gigabytes_per_second(
+    elements: int, floats_per_element: int, seconds: float, bytes_per_float: int = 4
+) -> float:
     """The bandwidth of moving ``floats_per_element`` floats per element in ``seconds``, GB/s.
 
     Example:
@@ -57,14 +58,17 @@ def _implementations():
     import torch.nn.functional as F
 
     return {
-        "leaky_relu": {"scratch": lambda x, w: rf.leaky_relu(x, SLOPE),
-                       "builtin": lambda x, w: F.leaky_relu(x, SLOPE)},
+        "leaky_relu": {
+            "scratch": lambda x, w: rf.leaky_relu(x, SLOPE),
+            "builtin": lambda x, w: F.leaky_relu(x, SLOPE),
+        },
         "prelu": {"scratch": rf.prelu, "builtin": F.prelu},
     }
 
 
-def time_statement(stmt: str, namespace: dict, min_run_time: float,
-                   threads: int | None = None) -> float:
+def time_statement(
+    stmt: str, namespace: dict, min_run_time: float, threads: int | None = None
+) -> float:
     """Median seconds of ``stmt`` (see ``torch.utils.benchmark.Timer.blocked_autorange``), on
     ``threads`` intra-op threads (default: this process's count)."""
     import torch
@@ -93,20 +97,27 @@ def measure_size(n: int, min_run_time: float) -> dict:
         entry = {}
         for impl, f in impls.items():
             forward = time_statement("f(x, w)", {"f": f, "x": x, "w": weight}, min_run_time)
-            both = time_statement("torch.autograd.grad(f(x, w), inputs, g)",
-                                  {"torch": torch, "f": f, "x": x_grad, "w": weight_grad,
-                                   "inputs": inputs, "g": g}, min_run_time)
+            both = time_statement(
+                "torch.autograd.grad(f(x, w), inputs, g)",
+                {"torch": torch, "f": f, "x": x_grad, "w": weight_grad, "inputs": inputs, "g": g},
+                min_run_time,
+            )
             entry[impl] = {
                 "forward_seconds": forward,
                 "forward_backward_seconds": both,
                 "forward_gb_per_s": round(gigabytes_per_second(n, FLOATS_FORWARD, forward), 2),
                 "forward_backward_gb_per_s": round(
-                    gigabytes_per_second(n, FLOATS_FORWARD_BACKWARD, both), 2),
+                    gigabytes_per_second(n, FLOATS_FORWARD_BACKWARD, both), 2
+                ),
             }
-        entry["forward_ratio"] = round(entry["scratch"]["forward_seconds"]
-                                       / entry["builtin"]["forward_seconds"], 2)
-        entry["forward_backward_ratio"] = round(entry["scratch"]["forward_backward_seconds"]
-                                                / entry["builtin"]["forward_backward_seconds"], 2)
+        entry["forward_ratio"] = round(
+            entry["scratch"]["forward_seconds"] / entry["builtin"]["forward_seconds"], 2
+        )
+        entry["forward_backward_ratio"] = round(
+            entry["scratch"]["forward_backward_seconds"]
+            / entry["builtin"]["forward_backward_seconds"],
+            2,
+        )
         row[name] = entry
     return row
 
@@ -133,9 +144,11 @@ def run(options: Options) -> tuple[dict, list[dict]]:
         "negative_slope": SLOPE,
         "threads": THREADS,
         "min_run_time": min_run_time,
-        "floats_moved_per_element": {"forward": FLOATS_FORWARD,
-                                     "forward_backward": FLOATS_FORWARD_BACKWARD,
-                                     "clone": FLOATS_COPY},
+        "floats_moved_per_element": {
+            "forward": FLOATS_FORWARD,
+            "forward_backward": FLOATS_FORWARD_BACKWARD,
+            "clone": FLOATS_COPY,
+        },
         "sizes": rows,
     }
     return results, []

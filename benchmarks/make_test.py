@@ -37,13 +37,20 @@ def run(options: Options) -> tuple[dict, list[dict]]:
     if not (options.repo / "Makefile").is_file():
         raise Missing("no Makefile in the repository")
     if not (options.repo / ".venv" / ".installed").is_file():
-        raise Missing(".venv is not set up (run make book or make test once first): the budget "
-                      "is for a warm .venv")
+        raise Missing(
+            ".venv is not set up (run make book or make test once first): the budget "
+            "is for a warm .venv"
+        )
     load = load_average()
     print("  make test (minutes) ...", flush=True)
-    outcome = run_command(["make", "--no-print-directory", "test"], cwd=options.repo,
-                          timeout=TIMEOUT_S, env=dict(os.environ), markers=PHASES,
-                          tail_lines=100_000)
+    outcome = run_command(
+        ["make", "--no-print-directory", "test"],
+        cwd=options.repo,
+        timeout=TIMEOUT_S,
+        env=dict(os.environ),
+        markers=PHASES,
+        tail_lines=100_000,
+    )
     results = {
         "seconds": outcome["seconds"],
         "returncode": outcome["returncode"],
@@ -56,5 +63,6 @@ def run(options: Options) -> tuple[dict, list[dict]]:
         "tail": outcome["tail"][-15:],
     }
     measured = None if outcome["timed_out"] else outcome["seconds"]
-    return results, [budget("make_test:seconds", "make test, warm .venv", measured, BUDGET_S,
-                            "<=", "s")]
+    return results, [
+        budget("make_test:seconds", "make test, warm .venv", measured, BUDGET_S, "<=", "s")
+    ]

@@ -97,8 +97,9 @@ def run_once(path: Path, timeout: int = CELL_TIMEOUT_S) -> dict:
 
     nb = nbformat.read(path, as_version=4)
     kernel = nb.metadata.get("kernelspec", {}).get("name", "python3")
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel,
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": str(path.parent)}}
+    )
     state: dict = {}
 
     def on_start(**_) -> None:
@@ -193,21 +194,43 @@ def run(options: Options) -> tuple[dict, list[dict]]:
     budgets = []
     for name in names:
         figure = results["notebooks"][name].get("seconds")
-        budgets.append(budget(f"notebook:{name}", f"{name}: wall time", figure,
-                              NOTEBOOK_BUDGET_S, "<=", "s", note=errors.get(name)))
+        budgets.append(
+            budget(
+                f"notebook:{name}",
+                f"{name}: wall time",
+                figure,
+                NOTEBOOK_BUDGET_S,
+                "<=",
+                "s",
+                note=errors.get(name),
+            )
+        )
     for folder in FOLDERS:
         mine = [name for name in names if name.startswith(folder + "/")]
         timed = [results["notebooks"][name]["seconds"] for name in mine if name not in errors]
         total = round(sum(timed), 2) if mine and len(timed) == len(mine) else None
-        results["totals"][folder] = {"notebooks": len(mine), "seconds": total,
-                                     "failed": [name for name in mine if name in errors]}
+        results["totals"][folder] = {
+            "notebooks": len(mine),
+            "seconds": total,
+            "failed": [name for name in mine if name in errors],
+        }
     all_timed = [entry["seconds"] for entry in results["notebooks"].values() if "seconds" in entry]
-    results["totals"]["all"] = {"notebooks": len(names), "seconds": round(sum(all_timed), 2)
-                                if len(all_timed) == len(names) else None,
-                                "failed": sorted(errors)}
+    results["totals"]["all"] = {
+        "notebooks": len(names),
+        "seconds": round(sum(all_timed), 2) if len(all_timed) == len(names) else None,
+        "failed": sorted(errors),
+    }
     if results["totals"]["chapters"]["notebooks"]:
         failed = results["totals"]["chapters"]["failed"]
-        budgets.append(budget("notebooks:chapters_total", "all chapter notebooks together",
-                              results["totals"]["chapters"]["seconds"], CHAPTERS_TOTAL_BUDGET_S,
-                              "<=", "s", note=f"{len(failed)} failed" if failed else None))
+        budgets.append(
+            budget(
+                "notebooks:chapters_total",
+                "all chapter notebooks together",
+                results["totals"]["chapters"]["seconds"],
+                CHAPTERS_TOTAL_BUDGET_S,
+                "<=",
+                "s",
+                note=f"{len(failed)} failed" if failed else None,
+            )
+        )
     return results, budgets

@@ -34,10 +34,12 @@ def run(options: Options) -> tuple[dict, list[dict]]:
     labels = torch.randint(0, CLASSES, (MODELS, BATCH))
     ns = {"F": F, "l": logits, "y": labels}
     cross_entropy = {
-        "last_dim_ms": 1e3 * time_statement(
-            f"F.cross_entropy(l.reshape(-1, {CLASSES}), y.reshape(-1)).backward()", ns, t, 1),
-        "middle_dim_ms": 1e3 * time_statement(
-            "F.cross_entropy(l.transpose(1, 2).contiguous(), y).backward()", ns, t, 1),
+        "last_dim_ms": 1e3
+        * time_statement(
+            f"F.cross_entropy(l.reshape(-1, {CLASSES}), y.reshape(-1)).backward()", ns, t, 1
+        ),
+        "middle_dim_ms": 1e3
+        * time_statement("F.cross_entropy(l.transpose(1, 2).contiguous(), y).backward()", ns, t, 1),
     }
     x = torch.randn(SIZE)
     ns = {"torch": torch, "F": F, "x": x, "m": x > 0, "z": torch.zeros(SIZE)}
@@ -51,14 +53,16 @@ def run(options: Options) -> tuple[dict, list[dict]]:
     for name, (batch, n) in {"batched_40x100": (MODELS, WIDTH), "single_1000": (1, 1000)}.items():
         ns = {"torch": torch, "a": torch.randn(batch, n, n), "b": torch.randn(batch, n, n)}
         flops = 2 * batch * n**3
-        matmul[name] = {str(k): flops / time_statement("torch.bmm(a, b)", ns, t, k) / 1e9
-                        for k in (1, 2)}
+        matmul[name] = {
+            str(k): flops / time_statement("torch.bmm(a, b)", ns, t, k) / 1e9 for k in (1, 2)
+        }
     rounded = {
         "cross_entropy": {k: round(v, 3) for k, v in cross_entropy.items()},
         "elementwise": {k: round(v, 1) for k, v in elementwise.items()},
         "clone_us_by_threads": {k: round(v, 1) for k, v in threads.items()},
-        "matmul_gflops_by_threads": {name: {k: round(v, 1) for k, v in by.items()}
-                                     for name, by in matmul.items()},
+        "matmul_gflops_by_threads": {
+            name: {k: round(v, 1) for k, v in by.items()} for name, by in matmul.items()
+        },
         "size": SIZE,
     }
     return rounded, []

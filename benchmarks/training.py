@@ -47,9 +47,16 @@ def _subjects():
         from rectifiers.training import evaluate, mlp, train
     except ImportError as error:
         raise Missing(f"the trainers cannot be imported: {error}") from error
-    return {"batched_mlp": batched_mlp, "grid": grid, "train_batched": train_batched,
-            "MNIST1D": MNIST1D, "load_mnist1d": load_mnist1d, "evaluate": evaluate, "mlp": mlp,
-            "train": train}
+    return {
+        "batched_mlp": batched_mlp,
+        "grid": grid,
+        "train_batched": train_batched,
+        "MNIST1D": MNIST1D,
+        "load_mnist1d": load_mnist1d,
+        "evaluate": evaluate,
+        "mlp": mlp,
+        "train": train,
+    }
 
 
 def run_loop(data, slopes, seeds, epochs: int, dtype=None):
@@ -61,8 +68,9 @@ def run_loop(data, slopes, seeds, epochs: int, dtype=None):
         net = api["mlp"](SIZES, slope, seed=seed)
         if dtype is not None:
             net = net.to(dtype)
-        api["train"](net, data, epochs=epochs, lr=LR, batch_size=BATCH_SIZE, optimizer=OPTIMIZER,
-                     seed=seed)
+        api["train"](
+            net, data, epochs=epochs, lr=LR, batch_size=BATCH_SIZE, optimizer=OPTIMIZER, seed=seed
+        )
         loss, accuracy = api["evaluate"](net, data.x_test, data.y_test)
         accuracies.append(accuracy)
         losses.append(loss)
@@ -78,8 +86,15 @@ def run_batched(data, slopes, seeds, epochs: int, dtype=None):
     if dtype is not None:
         nets = nets.to(dtype)
     steps = epochs * -(-len(data.y_train) // BATCH_SIZE)
-    history = api["train_batched"](nets, data, epochs=epochs, lr=LR, batch_size=BATCH_SIZE,
-                                   optimizer=OPTIMIZER, record_every=steps)
+    history = api["train_batched"](
+        nets,
+        data,
+        epochs=epochs,
+        lr=LR,
+        batch_size=BATCH_SIZE,
+        optimizer=OPTIMIZER,
+        record_every=steps,
+    )
     seconds = time.perf_counter() - start
     return seconds, history.test_accuracy[-1].tolist(), history.test_loss[-1].tolist(), nets
 
@@ -97,8 +112,10 @@ def largest_parameter_difference(loop_models, nets) -> float:
                 raise ValueError(f"model {m}: the unstacked model has other parameters")
             for (name, a), (_, b) in pairs:
                 if a.shape != b.shape:
-                    raise ValueError(f"model {m}: parameter {name} has shape {tuple(a.shape)} "
-                                     f"alone and {tuple(b.shape)} unstacked")
+                    raise ValueError(
+                        f"model {m}: parameter {name} has shape {tuple(a.shape)} "
+                        f"alone and {tuple(b.shape)} unstacked"
+                    )
                 largest = max(largest, float(torch.max(torch.abs(a - b))))
     return largest
 
@@ -111,8 +128,9 @@ def compare(loop_acc, loop_loss, batched_acc, batched_loss, n_test: int) -> dict
     return {
         "max_abs_accuracy_difference": acc_diff,
         "max_accuracy_difference_examples": round(acc_diff * n_test),
-        "max_relative_loss_difference": max(abs(a - b) / max(abs(a), 1e-12)
-                                            for a, b in zip(loop_loss, batched_loss)),
+        "max_relative_loss_difference": max(
+            abs(a - b) / max(abs(a), 1e-12) for a, b in zip(loop_loss, batched_loss)
+        ),
         "mean_accuracy_loop": sum(loop_acc) / len(loop_acc),
         "mean_accuracy_batched": sum(batched_acc) / len(batched_acc),
     }
@@ -179,8 +197,10 @@ def run(options: Options) -> tuple[dict, list[dict]]:
                 loop_runs[threads].append(seconds)
         # Where the time goes: one profiled epoch of each, at the timed runs' best thread counts.
         profiled = {}
-        for name, runner, runs in (("batched", run_batched, batched_runs),
-                                   ("loop", run_loop, loop_runs)):
+        for name, runner, runs in (
+            ("batched", run_batched, batched_runs),
+            ("loop", run_loop, loop_runs),
+        ):
             threads = best({t: median(v) for t, v in runs.items()})[0]
             torch.set_num_threads(threads)
             print(f"  training: profiling one {name} epoch, {threads} thread(s) ...", flush=True)
@@ -189,12 +209,15 @@ def run(options: Options) -> tuple[dict, list[dict]]:
         # The equivalence check in float64, one thread (its speed is not measured).
         torch.set_num_threads(1)
         print("  training: float64 equivalence check ...", flush=True)
-        data64 = api["MNIST1D"](data.x_train.double(), data.y_train, data.x_test.double(),
-                                data.y_test)
-        _, acc64_b, loss64_b, nets64 = run_batched(data64, slopes, seeds, FLOAT64_EPOCHS,
-                                                   torch.float64)
-        _, acc64_l, loss64_l, models64 = run_loop(data64, slopes, seeds, FLOAT64_EPOCHS,
-                                                  torch.float64)
+        data64 = api["MNIST1D"](
+            data.x_train.double(), data.y_train, data.x_test.double(), data.y_test
+        )
+        _, acc64_b, loss64_b, nets64 = run_batched(
+            data64, slopes, seeds, FLOAT64_EPOCHS, torch.float64
+        )
+        _, acc64_l, loss64_l, models64 = run_loop(
+            data64, slopes, seeds, FLOAT64_EPOCHS, torch.float64
+        )
     finally:
         torch.set_num_threads(configured)
 
@@ -233,9 +256,11 @@ def run(options: Options) -> tuple[dict, list[dict]]:
         "speedup_same_threads": round(loop[configured] / batched[configured], 2),
         # Per epoch, from one profiled epoch (the profiler adds a little to both).
         "profile": {
-            name: {"threads": entry["threads"],
-                   "seconds_per_epoch": round(entry["seconds"], 4),
-                   "matmul_seconds_per_epoch": round(entry["matmul_seconds"], 4)}
+            name: {
+                "threads": entry["threads"],
+                "seconds_per_epoch": round(entry["seconds"], 4),
+                "matmul_seconds_per_epoch": round(entry["matmul_seconds"], 4),
+            }
             for name, entry in profiled.items()
         },
         # The loop's measured time over the batched trainer's matrix-product time alone: the
@@ -246,13 +271,30 @@ def run(options: Options) -> tuple[dict, list[dict]]:
         "load_1min": loads,
     }
     budgets = [
-        budget("training:speedup", "batched trainer vs one-by-one loop, 40 models, each at its "
-               "best thread count", results["speedup"], SPEEDUP_BUDGET, ">=", "x"),
-        budget("training:float64_parameters", "same results: largest parameter difference, "
-               "batched vs loop, float64", float64["max_abs_parameter_difference"],
-               FLOAT64_PARAMETER_TOLERANCE, "<=", ""),
-        budget("training:float64_accuracy", "same results: largest final-accuracy difference, "
-               "batched vs loop, float64 (test examples)",
-               float64["max_accuracy_difference_examples"], 0, "<=", "examples"),
+        budget(
+            "training:speedup",
+            "batched trainer vs one-by-one loop, 40 models, each at its best thread count",
+            results["speedup"],
+            SPEEDUP_BUDGET,
+            ">=",
+            "x",
+        ),
+        budget(
+            "training:float64_parameters",
+            "same results: largest parameter difference, batched vs loop, float64",
+            float64["max_abs_parameter_difference"],
+            FLOAT64_PARAMETER_TOLERANCE,
+            "<=",
+            "",
+        ),
+        budget(
+            "training:float64_accuracy",
+            "same results: largest final-accuracy difference, "
+            "batched vs loop, float64 (test examples)",
+            float64["max_accuracy_difference_examples"],
+            0,
+            "<=",
+            "examples",
+        ),
     ]
     return results, budgets

@@ -63,8 +63,7 @@ def test_batched_equals_one_by_one(small, kwargs):
     activations, seeds = grid(ACTIVATIONS, [0, 1])
     batched = batched_mlp(SIZES, activations, seeds)
     history = train_batched(batched, small, epochs=3, batch_size=64, **kwargs)
-    models, losses = one_by_one(SIZES, activations, seeds, small, epochs=3, batch_size=64,
-                                **kwargs)
+    models, losses = one_by_one(SIZES, activations, seeds, small, epochs=3, batch_size=64, **kwargs)
     assert_same_models(batched, models)
     torch.testing.assert_close(history.train_loss, losses, rtol=1e-5, atol=1e-6)
     for m, net in enumerate(models):
@@ -94,8 +93,11 @@ def test_slope_weight_decay_matches_param_groups(small):
     train_batched(spared, small, slope_weight_decay=0.0, **kwargs)
 
     def groups(net):
-        slopes = [p for n, p in net.named_parameters() if n in ("1.weight", "3.weight")
-                  and isinstance(net[int(n[0])], nn.PReLU)]
+        slopes = [
+            p
+            for n, p in net.named_parameters()
+            if n in ("1.weight", "3.weight") and isinstance(net[int(n[0])], nn.PReLU)
+        ]
         others = [p for p in net.parameters() if all(p is not s for s in slopes)]
         return [{"params": others}, {"params": slopes, "weight_decay": 0.0}]
 
@@ -111,8 +113,9 @@ def test_bias_shift_and_linear_model_equal_one_by_one(small):
         seeds = [7, 8]
         batched = batched_mlp(sizes, activations, seeds, bias_shift=-0.5)
         history = train_batched(batched, small, epochs=2, lr=1e-2, batch_size=100)
-        models, losses = one_by_one(sizes, activations, seeds, small, bias_shift=-0.5, epochs=2,
-                                    lr=1e-2, batch_size=100)
+        models, losses = one_by_one(
+            sizes, activations, seeds, small, bias_shift=-0.5, epochs=2, lr=1e-2, batch_size=100
+        )
         assert_same_models(batched, models)
         torch.testing.assert_close(history.train_loss, losses, rtol=1e-5, atol=1e-6)
     assert history.dead_fraction.shape == (3, 2, 2)
@@ -148,7 +151,8 @@ def test_recorded_statistics_equal_diagnostics_on_unstacked_models(small):
                     recorded = getattr(history, field)[r, m, k].item()
                     assert recorded == pytest.approx(stats[name][field], abs=1e-6), (r, m, field)
             assert history.test_accuracy[r, m].item() == pytest.approx(
-                evaluate(net, small.x_test, small.y_test)[1], abs=1e-6)
+                evaluate(net, small.x_test, small.y_test)[1], abs=1e-6
+            )
     # The shift kills some ReLU units: the check above compared non-trivial numbers.
     assert history.dead_fraction[:, 0:2].max() > 0
     assert history.dead_fraction.min() < history.dead_fraction.max()
@@ -168,8 +172,9 @@ def test_evaluation_in_chunks_equals_one_pass(data):
         diagnostics = activation_stats(net, x)
         for k, name in enumerate(["1", "3"]):
             for field in ("dead_fraction", "negative_fraction", "zero_fraction"):
-                assert stats[field][m, k].item() == pytest.approx(diagnostics[name][field],
-                                                                  abs=1e-7)
+                assert stats[field][m, k].item() == pytest.approx(
+                    diagnostics[name][field], abs=1e-7
+                )
     assert 0 < stats["dead_fraction"][0].max() < 1
 
 
@@ -194,9 +199,15 @@ def test_statistics_definitions():
 def test_history_shapes_steps_and_record_every(small):
     activations, seeds = grid([0.0, "prelu"], [0, 1, 2])
     calls = []
-    history = train_batched(batched_mlp(SIZES, activations, seeds), small, epochs=2, lr=1e-2,
-                            batch_size=64, record_every=3,
-                            callback=lambda step, model: calls.append(step))
+    history = train_batched(
+        batched_mlp(SIZES, activations, seeds),
+        small,
+        epochs=2,
+        lr=1e-2,
+        batch_size=64,
+        record_every=3,
+        callback=lambda step, model: calls.append(step),
+    )
     # 4 steps per epoch, 8 in all: records at steps 0, 3, 6 and the final 8.
     assert history.steps.tolist() == calls == [0, 3, 6, 8]
     assert history.steps_per_epoch == 4
@@ -206,11 +217,18 @@ def test_history_shapes_steps_and_record_every(small):
         assert getattr(history, field).shape == (4, 6, 2)
     assert "4 records of 6 models" in repr(history)
     assert isinstance(history, BatchedHistory)
-    exact = train_batched(batched_mlp(SIZES, activations, seeds), small, epochs=2, lr=1e-2,
-                          batch_size=64, record_every=4)
+    exact = train_batched(
+        batched_mlp(SIZES, activations, seeds),
+        small,
+        epochs=2,
+        lr=1e-2,
+        batch_size=64,
+        record_every=4,
+    )
     assert exact.steps.tolist() == [0, 4, 8]
-    per_epoch = train_batched(batched_mlp(SIZES, activations, seeds), small, epochs=2, lr=1e-2,
-                              batch_size=64)
+    per_epoch = train_batched(
+        batched_mlp(SIZES, activations, seeds), small, epochs=2, lr=1e-2, batch_size=64
+    )
     assert per_epoch.steps.tolist() == [0, 4, 8]
 
 
@@ -234,8 +252,10 @@ def test_fixed_slope_leaky_outputs_are_never_zero_but_relu_outputs_are(small):
 
 
 def test_forward_matches_each_model_and_accepts_per_model_inputs():
-    nets = [mlp(SIZES, a, seed=s) for a, s in [(0.0, 0), ("prelu", 1), ("prelu_channelwise", 2),
-                                                (0.2, 3)]]
+    nets = [
+        mlp(SIZES, a, seed=s)
+        for a, s in [(0.0, 0), ("prelu", 1), ("prelu_channelwise", 2), (0.2, 3)]
+    ]
     batched = BatchedMLP(nets)
     x = torch.randn(4, 5, 40)
     logits = batched(x)
@@ -260,8 +280,9 @@ def test_evaluate_all_models(small):
 
 
 def test_unstack_gives_independent_copies():
-    batched = BatchedMLP([mlp(SIZES, "prelu", seed=0), mlp(SIZES, 0.01, seed=1),
-                          mlp(SIZES, nn.Identity, seed=2)])
+    batched = BatchedMLP(
+        [mlp(SIZES, "prelu", seed=0), mlp(SIZES, 0.01, seed=1), mlp(SIZES, nn.Identity, seed=2)]
+    )
     net = batched.unstack(0)
     assert isinstance(net[1], nn.PReLU) and net[1].num_parameters == 1
     assert isinstance(batched.unstack(1)[1], nn.LeakyReLU)
@@ -299,14 +320,30 @@ def test_grid_and_batched_mlp():
         (nn.Sequential(nn.Linear(3, 2)), None, TypeError, "non-empty sequence"),
         (["net"], None, TypeError, r"models\[0\] must be an nn.Sequential"),
         ([nn.Sequential(nn.Linear(3, 2), nn.ReLU())], None, ValueError, "alternate Linear"),
-        ([nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2), nn.Linear(2, 2))], None, ValueError,
-         r"models\[0\]\[1\] must be nn.ReLU"),
-        ([nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.ReLU())], None, ValueError,
-         "alternate Linear"),
-        ([nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))], None, ValueError,
-         r"models\[0\]\[1\] must be nn.ReLU"),
-        ([nn.Sequential(nn.Linear(3, 4), nn.PReLU(3), nn.Linear(4, 2))], None, ValueError,
-         "nn.PReLU with 1 or 4 parameters"),
+        (
+            [nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2), nn.Linear(2, 2))],
+            None,
+            ValueError,
+            r"models\[0\]\[1\] must be nn.ReLU",
+        ),
+        (
+            [nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.ReLU())],
+            None,
+            ValueError,
+            "alternate Linear",
+        ),
+        (
+            [nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))],
+            None,
+            ValueError,
+            r"models\[0\]\[1\] must be nn.ReLU",
+        ),
+        (
+            [nn.Sequential(nn.Linear(3, 4), nn.PReLU(3), nn.Linear(4, 2))],
+            None,
+            ValueError,
+            "nn.PReLU with 1 or 4 parameters",
+        ),
         ([mlp([3, 4, 2]), mlp([3, 5, 2])], None, ValueError, r"models\[1\] has sizes"),
         ([mlp([3, 4, 2]), mlp([3, 4, 2]).double()], None, ValueError, "dtype"),
         ([nn.Sequential(nn.Linear(3, 2, bias=False))], None, ValueError, "must have biases"),
@@ -336,8 +373,9 @@ def test_methods_reject_bad_arguments():
         batched.evaluate(torch.zeros(1, 2, 40), torch.zeros(1, dtype=torch.int64))
     with pytest.raises(ValueError, match=r"x must have shape \(N, 40\) with N > 0"):
         batched.statistics(torch.zeros(0, 40))
-    with pytest.raises(TypeError, match="x has dtype torch.float64 but the models have dtype "
-                                        "torch.float32"):
+    with pytest.raises(
+        TypeError, match="x has dtype torch.float64 but the models have dtype torch.float32"
+    ):
         batched(torch.zeros(2, 40, dtype=torch.float64))
     with pytest.raises(TypeError, match="x has dtype torch.float64"):
         batched.statistics(torch.zeros(2, 40, dtype=torch.float64))
@@ -392,16 +430,26 @@ def test_builders_reject_bad_arguments(call, error, match):
     ],
 )
 def test_train_batched_rejects_bad_arguments(small, kwargs, error, match):
-    arguments = {"model": batched_mlp(SIZES, ["prelu"], [0]), "data": small, "epochs": 1,
-                 "lr": 1e-2, **kwargs}
+    arguments = {
+        "model": batched_mlp(SIZES, ["prelu"], [0]),
+        "data": small,
+        "epochs": 1,
+        "lr": 1e-2,
+        **kwargs,
+    }
     if arguments["data"] == "channels":
         arguments["data"] = small.channels
     elif arguments["data"] == "double":
-        arguments["data"] = MNIST1D(small.x_train.double(), small.y_train, small.x_test.double(),
-                                    small.y_test)
+        arguments["data"] = MNIST1D(
+            small.x_train.double(), small.y_train, small.x_test.double(), small.y_test
+        )
     elif arguments["data"] == "wide":
-        arguments["data"] = MNIST1D(torch.zeros(2, 41), torch.zeros(2, dtype=torch.int64),
-                                    torch.zeros(2, 41), torch.zeros(2, dtype=torch.int64))
+        arguments["data"] = MNIST1D(
+            torch.zeros(2, 41),
+            torch.zeros(2, dtype=torch.int64),
+            torch.zeros(2, 41),
+            torch.zeros(2, dtype=torch.int64),
+        )
     if arguments["model"] == "unseeded":
         arguments["model"] = BatchedMLP([mlp(SIZES, seed=0)])
     with pytest.raises(error, match=match):
@@ -432,6 +480,7 @@ def test_fixed_slope_activation_is_leaky_relu_bit_for_bit_forward_and_backward()
         (expected_grad,) = torch.autograd.grad(expected, zm, grad[m])
         assert torch.equal(out[m].view(torch.int32), expected.view(torch.int32)), m
         assert torch.equal(grad_z[m].view(torch.int32), expected_grad.view(torch.int32)), m
-    assert torch.autograd.gradcheck(lambda t: batched.double()._activate(0, t),
-                                    torch.randn(len(slopes), 2, 6, dtype=torch.float64,
-                                                requires_grad=True))
+    assert torch.autograd.gradcheck(
+        lambda t: batched.double()._activate(0, t),
+        torch.randn(len(slopes), 2, 6, dtype=torch.float64, requires_grad=True),
+    )

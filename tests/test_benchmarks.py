@@ -23,8 +23,18 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from benchmarks import __main__ as cli  # noqa: E402
-from benchmarks import _core, _measure, _report, book, grading, kernels, make_test  # noqa: E402
-from benchmarks import notebooks, probes, training  # noqa: E402
+from benchmarks import (  # noqa: E402  # noqa: E402
+    _core,
+    _measure,
+    _report,
+    book,
+    grading,
+    kernels,
+    make_test,
+    notebooks,
+    probes,
+    training,
+)
 
 # One intra-op thread: on a busy 2-core machine two threads splitting tiny operations mostly
 # wait for each other (see conftest.py), and nothing here measures threading.
@@ -38,20 +48,34 @@ def test_median_of_odd_and_even_counts():
     assert _core.median([4.0, 1.0, 2.0, 3.0]) == 2.5
 
 
-@pytest.mark.parametrize("values, error", [([], ValueError), ([1.0, float("nan")], ValueError),
-                                           ([1.0, True], TypeError), (["1"], TypeError)])
+@pytest.mark.parametrize(
+    "values, error",
+    [
+        ([], ValueError),
+        ([1.0, float("nan")], ValueError),
+        ([1.0, True], TypeError),
+        (["1"], TypeError),
+    ],
+)
 def test_median_refuses_bad_values(values, error):
     with pytest.raises(error, match="values"):
         _core.median(values)
 
 
-@pytest.mark.parametrize("measured, comparison, status", [
-    (10.0, "<=", "pass"), (10.5, "<=", "miss"), (5.0, ">=", "pass"), (4.9, ">=", "miss"),
-    (None, "<=", "not measured"),
-])
+@pytest.mark.parametrize(
+    "measured, comparison, status",
+    [
+        (10.0, "<=", "pass"),
+        (10.5, "<=", "miss"),
+        (5.0, ">=", "pass"),
+        (4.9, ">=", "miss"),
+        (None, "<=", "not measured"),
+    ],
+)
 def test_budget_status(measured, comparison, status):
-    entry = _core.budget("x:y", "what", measured, 10.0 if comparison == "<=" else 5.0,
-                         comparison, "s")
+    entry = _core.budget(
+        "x:y", "what", measured, 10.0 if comparison == "<=" else 5.0, comparison, "s"
+    )
     assert entry["status"] == status
     assert entry["id"] == "x:y" and entry["measured"] == measured and entry["note"] is None
     assert _core.budget("a", "b", None, 1.0, "<=", "s", note="why")["note"] == "why"
@@ -131,8 +155,12 @@ print("done")
 
 
 def test_run_command_measures_the_whole_tree_and_finds_phases(tmp_path):
-    outcome = _measure.run_command([sys.executable, "-c", _TREE], cwd=tmp_path, timeout=60,
-                                   markers=[("one", "phase one"), ("two", "phase two")])
+    outcome = _measure.run_command(
+        [sys.executable, "-c", _TREE],
+        cwd=tmp_path,
+        timeout=60,
+        markers=[("one", "phase one"), ("two", "phase two")],
+    )
     assert outcome["returncode"] == 0 and not outcome["timed_out"]
     assert list(outcome["phases"]) == ["one", "two"]
     assert outcome["tail"][-3:] == ["held", "phase two", "done"]
@@ -141,14 +169,16 @@ def test_run_command_measures_the_whole_tree_and_finds_phases(tmp_path):
 
 
 def test_run_command_kills_on_timeout(tmp_path):
-    outcome = _measure.run_command([sys.executable, "-c", "import time; time.sleep(60)"],
-                                   cwd=tmp_path, timeout=0.5)
+    outcome = _measure.run_command(
+        [sys.executable, "-c", "import time; time.sleep(60)"], cwd=tmp_path, timeout=0.5
+    )
     assert outcome["timed_out"] and outcome["returncode"] is None
 
 
 def test_run_command_reports_failure(tmp_path):
-    outcome = _measure.run_command([sys.executable, "-c", "raise SystemExit(3)"], cwd=tmp_path,
-                                   timeout=60)
+    outcome = _measure.run_command(
+        [sys.executable, "-c", "raise SystemExit(3)"], cwd=tmp_path, timeout=60
+    )
     assert outcome["returncode"] == 3 and outcome["phases"] == {}
 
 
@@ -157,16 +187,24 @@ def test_run_command_reports_failure(tmp_path):
 
 def _notebook(path: Path, *codes: str, markdown: str = "Some prose.") -> Path:
     nb = new_notebook(cells=[new_markdown_cell(markdown), *(new_code_cell(c) for c in codes)])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path
 
 
 def test_discover_takes_top_level_notebooks_chapters_first(tmp_path):
-    for name in ("solutions/01_a.ipynb", "chapters/02_b.ipynb", "chapters/01_c.ipynb",
-                 "solutions/_src/x.ipynb", "exercises/01_a.ipynb"):
+    for name in (
+        "solutions/01_a.ipynb",
+        "chapters/02_b.ipynb",
+        "chapters/01_c.ipynb",
+        "solutions/_src/x.ipynb",
+        "exercises/01_a.ipynb",
+    ):
         _notebook(tmp_path / name)
     found = [str(p.relative_to(tmp_path)) for p in notebooks.discover(tmp_path)]
     assert found == ["chapters/01_c.ipynb", "chapters/02_b.ipynb", "solutions/01_a.ipynb"]
@@ -179,23 +217,35 @@ def _timed_cell(source: str, begin: str, end: str):
 
 
 def test_cell_seconds_and_slowest_cells():
-    cells = [new_markdown_cell("x"),
-             _timed_cell("fast()", "2026-01-01T00:00:00.000000Z", "2026-01-01T00:00:00.250000Z"),
-             _timed_cell("\n\nslow()\nmore", "2026-01-01T00:00:01Z", "2026-01-01T00:00:04.5Z"),
-             new_code_cell("never_run()")]
+    cells = [
+        new_markdown_cell("x"),
+        _timed_cell("fast()", "2026-01-01T00:00:00.000000Z", "2026-01-01T00:00:00.250000Z"),
+        _timed_cell("\n\nslow()\nmore", "2026-01-01T00:00:01Z", "2026-01-01T00:00:04.5Z"),
+        new_code_cell("never_run()"),
+    ]
     nb = new_notebook(cells=cells)
     assert notebooks.cell_seconds(cells[1]) == pytest.approx(0.25)
     assert notebooks.cell_seconds(cells[3]) is None
     slowest = notebooks.slowest_cells(nb)
-    assert slowest == [{"index": 2, "seconds": 3.5, "source": "slow()"},
-                       {"index": 1, "seconds": 0.25, "source": "fast()"}]
+    assert slowest == [
+        {"index": 2, "seconds": 3.5, "source": "slow()"},
+        {"index": 1, "seconds": 0.25, "source": "fast()"},
+    ]
 
 
 def test_summarise_takes_medians_and_the_largest_peak():
-    runs = [{"seconds": s, "startup_seconds": 1.0, "cells_seconds": s - 1,
-             "shutdown_seconds": 0.5, "peak_rss_mib": m, "load_1min": 0.1,
-             "slowest_cells": [{"index": 0, "seconds": s, "source": str(s)}]}
-            for s, m in ((5.0, 300.0), (9.0, 310.0), (6.0, 290.0))]
+    runs = [
+        {
+            "seconds": s,
+            "startup_seconds": 1.0,
+            "cells_seconds": s - 1,
+            "shutdown_seconds": 0.5,
+            "peak_rss_mib": m,
+            "load_1min": 0.1,
+            "slowest_cells": [{"index": 0, "seconds": s, "source": str(s)}],
+        }
+        for s, m in ((5.0, 300.0), (9.0, 310.0), (6.0, 290.0))
+    ]
     summary = notebooks.summarise(runs)
     assert summary["seconds"] == 6.0 and summary["cells_seconds"] == 5.0
     assert summary["peak_rss_mib"] == 310.0
@@ -208,13 +258,18 @@ def test_describe_error():
         ename, evalue = "ValueError", "\x1b[31mbad\x1b[39m slope"
 
     assert notebooks.describe_error(CellError("long text")) == "ValueError: bad slope"
-    assert notebooks.describe_error(TimeoutError("\nCell timed out\nmore")) == \
-        "TimeoutError: Cell timed out"
+    assert (
+        notebooks.describe_error(TimeoutError("\nCell timed out\nmore"))
+        == "TimeoutError: Cell timed out"
+    )
 
 
 def test_notebook_benchmark_times_good_notebooks_and_records_failures(tmp_path):
-    good = _notebook(tmp_path / "chapters" / "01_good.ipynb",
-                     "import os\nprint(os.getcwd())", "x = sum(range(1000))")
+    good = _notebook(
+        tmp_path / "chapters" / "01_good.ipynb",
+        "import os\nprint(os.getcwd())",
+        "x = sum(range(1000))",
+    )
     _notebook(tmp_path / "chapters" / "02_bad.ipynb", "raise ValueError('broken on purpose')")
     before = good.read_bytes()
     results, budgets = notebooks.run(_core.Options(repo=tmp_path, runs=1))
@@ -225,8 +280,11 @@ def test_notebook_benchmark_times_good_notebooks_and_records_failures(tmp_path):
     assert len(entry["slowest_cells"]) == 2
     bad = results["notebooks"]["chapters/02_bad.ipynb"]
     assert bad == {"error": "ValueError: broken on purpose"}
-    assert results["totals"]["chapters"] == {"notebooks": 2, "seconds": None,
-                                             "failed": ["chapters/02_bad.ipynb"]}
+    assert results["totals"]["chapters"] == {
+        "notebooks": 2,
+        "seconds": None,
+        "failed": ["chapters/02_bad.ipynb"],
+    }
     statuses = {b["id"]: b["status"] for b in budgets}
     notes = {b["id"]: b["note"] for b in budgets}
     assert statuses["notebook:chapters/02_bad.ipynb"] == "not measured"
@@ -293,11 +351,13 @@ def test_training_benchmark_on_a_small_sweep(monkeypatch):
     results, budgets = training.run(_core.Options(quick=True, runs=1))
     assert torch.get_num_threads() == threads  # restored
     assert results["models"] == 4 and results["epochs"] == 1
-    assert set(results["loop_seconds_by_threads"]) == {str(t) for t in
-                                                      training.thread_counts(threads)}
+    assert set(results["loop_seconds_by_threads"]) == {
+        str(t) for t in training.thread_counts(threads)
+    }
     # The times are recorded to 0.1 ms and the speed-up to 0.01, so they agree to within that.
-    assert results["speedup"] == pytest.approx(results["loop_seconds"] /
-                                               results["batched_seconds"], rel=0.01, abs=0.006)
+    assert results["speedup"] == pytest.approx(
+        results["loop_seconds"] / results["batched_seconds"], rel=0.01, abs=0.006
+    )
     for name in ("batched", "loop"):
         entry = results["profile"][name]
         assert 0 < entry["matmul_seconds_per_epoch"] < entry["seconds_per_epoch"]
@@ -329,13 +389,17 @@ def test_kernels_measure_both_implementations_of_both_functions():
             assert row[name][impl]["forward_backward_seconds"] > 0
         assert row[name]["forward_ratio"] == pytest.approx(
             row[name]["scratch"]["forward_seconds"] / row[name]["builtin"]["forward_seconds"],
-            abs=0.006)
+            abs=0.006,
+        )
 
 
 def test_kernels_run_single_threaded_and_restore_the_thread_count(monkeypatch):
     monkeypatch.setattr(kernels, "QUICK_SIZES", [1000])
-    monkeypatch.setattr(kernels, "measure_size", lambda n, min_run_time: {
-        "elements": n, "threads_seen": torch.get_num_threads()})
+    monkeypatch.setattr(
+        kernels,
+        "measure_size",
+        lambda n, min_run_time: {"elements": n, "threads_seen": torch.get_num_threads()},
+    )
     torch.set_num_threads(2)
     try:
         results, budgets = kernels.run(_core.Options(quick=True, runs=1))
@@ -358,17 +422,25 @@ def test_kernel_implementations_compute_the_same_thing():
 
 
 def test_toc_files_in_order():
-    toc = {"format": "jb-book", "root": "intro",
-           "parts": [{"caption": "A", "chapters": [{"file": "a", "sections": [{"file": "a1"}]},
-                                                   {"file": "b"}]},
-                     {"caption": "B", "chapters": [{"url": "https://x"}, {"file": "c"}]}]}
+    toc = {
+        "format": "jb-book",
+        "root": "intro",
+        "parts": [
+            {
+                "caption": "A",
+                "chapters": [{"file": "a", "sections": [{"file": "a1"}]}, {"file": "b"}],
+            },
+            {"caption": "B", "chapters": [{"url": "https://x"}, {"file": "c"}]},
+        ],
+    }
     assert book.toc_files(toc) == ["intro", "a", "a1", "b", "c"]
 
 
 def test_edit_target_is_the_first_notebook_else_the_root(tmp_path):
     (tmp_path / "intro.md").write_text("# Intro\n")
-    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n"
-                                       "  - file: api\n  - file: nb1\n  - file: nb2\n")
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nchapters:\n  - file: api\n  - file: nb1\n  - file: nb2\n"
+    )
     assert book.edit_target(tmp_path) == tmp_path / "intro.md"
     _notebook(tmp_path / "nb2.ipynb")
     _notebook(tmp_path / "nb1.ipynb")
@@ -383,8 +455,9 @@ def test_prose_edit_changes_markdown_only(tmp_path):
     before = nbformat.read(path, as_version=4)
     book.prose_edit(path, 7)
     after = nbformat.read(path, as_version=4)
-    assert [c.source for c in after.cells if c.cell_type == "code"] == \
-        [c.source for c in before.cells if c.cell_type == "code"]
+    assert [c.source for c in after.cells if c.cell_type == "code"] == [
+        c.source for c in before.cells if c.cell_type == "code"
+    ]
     assert after.cells[0].source == "Text.\n\nBenchmark prose edit number 7."
     page = tmp_path / "page.md"
     page.write_text("# Page\n")
@@ -412,8 +485,11 @@ def test_copy_book_takes_sources_and_build_but_not_ignored_files(tmp_path):
     target.mkdir()
     _git_repo(repo)
     assert book.source_files(repo) == [".gitignore", "sub/new.md", "tracked.md"]
-    for name in ("_build/html/index.html", "_build/.jupyter_cache/global.db",
-                 "_build/screenshots/a.png"):
+    for name in (
+        "_build/html/index.html",
+        "_build/.jupyter_cache/global.db",
+        "_build/screenshots/a.png",
+    ):
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (repo / name).write_text("x")
     (repo / ".venv").mkdir()
@@ -442,8 +518,9 @@ def _fake_repo(root: Path, makefile: str) -> Path:
 
 def test_book_benchmark_edits_only_the_copy(tmp_path):
     # `make book` here is a stand-in that logs what MyST-NB logs for a cached notebook.
-    repo = _fake_repo(tmp_path / "repo", "book:\n\t@echo 'chapters/nb.ipynb: Using cached "
-                                         "notebook: ID=1'\n")
+    repo = _fake_repo(
+        tmp_path / "repo", "book:\n\t@echo 'chapters/nb.ipynb: Using cached notebook: ID=1'\n"
+    )
     _notebook(repo / "chapters" / "nb.ipynb", "x = 1")
     (repo / "_toc.yml").write_text("format: jb-book\nroot: chapters/nb\n")
     (repo / "_build" / "html").mkdir(parents=True)
@@ -482,9 +559,15 @@ def test_make_test_benchmark_times_parts_and_records_failure(tmp_path):
 
 
 def test_failure_lines():
-    lines = ["tests/test_a.py ..F.", "FAILED tests/test_a.py::test_x - assert 1 == 2",
-             "ERROR tests/test_b.py", "==== 1 failed, 20 passed in 3.0s ====", "3 passed",
-             "make[1]: *** [Makefile:9: unit] Error 1", "no failure here"]
+    lines = [
+        "tests/test_a.py ..F.",
+        "FAILED tests/test_a.py::test_x - assert 1 == 2",
+        "ERROR tests/test_b.py",
+        "==== 1 failed, 20 passed in 3.0s ====",
+        "3 passed",
+        "make[1]: *** [Makefile:9: unit] Error 1",
+        "no failure here",
+    ]
     assert make_test.failure_lines(lines) == lines[1:4] + [lines[5]]
     assert make_test.failure_lines(lines, limit=1) == [lines[1]]
 
@@ -495,26 +578,34 @@ def test_make_class(tmp_path):
         _notebook(solutions / f"{name}.ipynb")
     names = grading.make_class(solutions, ["01_a", "02_b"], 3, tmp_path / "class")
     assert names == ["student01", "student02", "student03"]
-    assert sorted(p.name for p in (tmp_path / "class" / "student03").iterdir()) == \
-        ["01_a.ipynb", "02_b.ipynb"]
-    assert (tmp_path / "class" / "student02" / "01_a.ipynb").read_bytes() == \
-        (solutions / "01_a.ipynb").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "class" / "student03").iterdir()) == [
+        "01_a.ipynb",
+        "02_b.ipynb",
+    ]
+    assert (tmp_path / "class" / "student02" / "01_a.ipynb").read_bytes() == (
+        solutions / "01_a.ipynb"
+    ).read_bytes()
     with pytest.raises(ValueError, match="students"):
         grading.make_class(solutions, ["01_a"], 0, tmp_path / "none")
 
 
 def test_full_marks_and_status_counts(tmp_path):
     summary = tmp_path / "summary.csv"
-    summary.write_text("student,points,max_points,manual_max_points,notebooks_missing\n"
-                       "a,34,41,7,\nb,30,41,7,\nc,41,41,0,\n")
+    summary.write_text(
+        "student,points,max_points,manual_max_points,notebooks_missing\n"
+        "a,34,41,7,\nb,30,41,7,\nc,41,41,0,\n"
+    )
     assert grading.full_marks(summary) == (2, 3)
     grades = tmp_path / "grades.csv"
-    grades.write_text("student,notebook,exercise,points,max_points,status,detail\n"
-                      "a,n,e1,1,1,passed,\na,n,e2,0,1,failed,x\na,n,e3,0,2,manual,\n"
-                      "b,n,e1,1,1,passed,\n")
+    grades.write_text(
+        "student,notebook,exercise,points,max_points,status,detail\n"
+        "a,n,e1,1,1,passed,\na,n,e2,0,1,failed,x\na,n,e3,0,2,manual,\n"
+        "b,n,e1,1,1,passed,\n"
+    )
     assert grading.status_counts(grades) == {"failed": 1, "manual": 1, "passed": 2}
-    assert grading.problems(grades) == [{"student": "a", "notebook": "n", "exercise": "e2",
-                                         "status": "failed", "detail": "x"}]
+    assert grading.problems(grades) == [
+        {"student": "a", "notebook": "n", "exercise": "e2", "status": "failed", "detail": "x"}
+    ]
     assert grading.problems(grades, limit=0) == []
 
 
@@ -571,68 +662,166 @@ def test_grading_benchmark_builds_a_class_and_reads_the_grader_report(tmp_path, 
 
 
 def _section(results, budgets=(), status="ok", quick=False, **extra):
-    return {"status": status, "measured_at": "2026-01-01T00:00:00+00:00", "quick": quick,
-            "runs": 3, "machine": {"cpu_model": "Test CPU", "usable_cores": 2,
-                                   "torch_version": "2.13.0", "torch_threads": 2},
-            "git": {"commit": "a" * 40, "dirty": False}, "load_average_before": [0.1, 0.2, 0.3],
-            "load_average_after": [0.2, 0.2, 0.3], "results": results, "budgets": list(budgets),
-            **extra}
+    return {
+        "status": status,
+        "measured_at": "2026-01-01T00:00:00+00:00",
+        "quick": quick,
+        "runs": 3,
+        "machine": {
+            "cpu_model": "Test CPU",
+            "usable_cores": 2,
+            "torch_version": "2.13.0",
+            "torch_threads": 2,
+        },
+        "git": {"commit": "a" * 40, "dirty": False},
+        "load_average_before": [0.1, 0.2, 0.3],
+        "load_average_after": [0.2, 0.2, 0.3],
+        "results": results,
+        "budgets": list(budgets),
+        **extra,
+    }
 
 
 def _sample_sections():
-    nb_budget = _core.budget("notebook:chapters/01.ipynb", "chapters/01.ipynb: wall time", 25.0,
-                             20.0, "<=", "s")
+    nb_budget = _core.budget(
+        "notebook:chapters/01.ipynb", "chapters/01.ipynb: wall time", 25.0, 20.0, "<=", "s"
+    )
     return {
-        "notebooks": _section({
-            "notebooks": {"chapters/01.ipynb": {
-                "seconds": 25.0, "startup_seconds": 1.0, "cells_seconds": 24.0,
-                "shutdown_seconds": 2.0, "peak_rss_mib": 400.0, "runs_seconds": [25.0],
-                "load_1min": [0.1],
-                "slowest_cells": [{"index": 3, "seconds": 20.0, "source": "train(a | b)"}]},
-                "solutions/01.ipynb": {"error": "ValueError: broken"}},
-            "totals": {"chapters": {"notebooks": 1, "seconds": 25.0, "failed": []},
-                       "solutions": {"notebooks": 1, "seconds": None,
-                                     "failed": ["solutions/01.ipynb"]},
-                       "all": {"notebooks": 2, "seconds": None, "failed": ["solutions/01.ipynb"]}}},
-            [nb_budget]),
-        "training": _section({
-            "models": 40, "sizes": [40, 100, 100, 10], "slopes": [0.0] * 8, "seeds": [0] * 5,
-            "epochs": 10, "train_examples": 4000, "optimizer": "adam", "lr": 0.01,
-            "batch_size": 100, "configured_threads": 2,
-            "batched_seconds_by_threads": {"1": 2.0, "2": 1.5},
-            "loop_seconds_by_threads": {"1": 9.0, "2": 12.0}, "batched_threads": 2,
-            "loop_threads": 1, "speedup": 6.0, "speedup_same_threads": 8.0,
-            "profile": {"batched": {"threads": 2, "seconds_per_epoch": 0.15,
-                                    "matmul_seconds_per_epoch": 0.1},
-                        "loop": {"threads": 1, "seconds_per_epoch": 0.9,
-                                 "matmul_seconds_per_epoch": 0.2}},
-            "speedup_ceiling": 9.0,
-            "float32": {"max_accuracy_difference_examples": 3, "max_relative_loss_difference": 1e-3,
-                        "max_abs_parameter_difference": 0.1, "mean_accuracy_loop": 0.8,
-                        "mean_accuracy_batched": 0.8},
-            "float64": {"max_accuracy_difference_examples": 0, "max_relative_loss_difference": 0.0,
-                        "max_abs_parameter_difference": 1e-16, "mean_accuracy_loop": 0.7,
-                        "mean_accuracy_batched": 0.7, "epochs": 3}}),
-        "kernels": _section({"dtype": "float32", "threads": 1,
-                             "sizes": [kernels.measure_size(1000, min_run_time=0.001)]}),
-        "make_test": _section({"seconds": 300.0, "returncode": 2, "passed": False,
-                               "timed_out": False, "phases_seconds": {"unit": 100.0},
-                               "failures": ["FAILED tests/test_x.py::test_y"]}),
-        "book": _section({"edited": "chapters/01.ipynb", "warmup_seconds": 30.0, "seconds": 12.0,
-                          "runs": [{"seconds": 12.0, "load_1min": 0.1, "executed_notebooks": 0,
-                                    "cached_notebooks": 8}], "executed_notebooks": 0}),
-        "grading": _section({
-            "notebooks": ["01_a"], "all_full_marks": True,
-            "submission": {"seconds": 8.0, "seconds_per_notebook": 8.0, "runs": []},
-            "class": {"seconds": 200.0, "students": 30, "jobs": 2, "sandbox": "root",
-                      "wall_seconds_per_notebook": 6.7, "grader_seconds_per_notebook": 12.0}}),
-        "probes": _section({
-            "cross_entropy": {"last_dim_ms": 1.1, "middle_dim_ms": 0.26},
-            "elementwise": {"where_us": 309.0, "multiply_us": 11.0, "leaky_relu_us": 16.0},
-            "clone_us_by_threads": {"1": 18.0, "2": 25.0},
-            "matmul_gflops_by_threads": {"batched_40x100": {"1": 71.3, "2": 140.1},
-                                         "single_1000": {"1": 89.5, "2": 178.2}},
-            "size": 100000}),
+        "notebooks": _section(
+            {
+                "notebooks": {
+                    "chapters/01.ipynb": {
+                        "seconds": 25.0,
+                        "startup_seconds": 1.0,
+                        "cells_seconds": 24.0,
+                        "shutdown_seconds": 2.0,
+                        "peak_rss_mib": 400.0,
+                        "runs_seconds": [25.0],
+                        "load_1min": [0.1],
+                        "slowest_cells": [{"index": 3, "seconds": 20.0, "source": "train(a | b)"}],
+                    },
+                    "solutions/01.ipynb": {"error": "ValueError: broken"},
+                },
+                "totals": {
+                    "chapters": {"notebooks": 1, "seconds": 25.0, "failed": []},
+                    "solutions": {
+                        "notebooks": 1,
+                        "seconds": None,
+                        "failed": ["solutions/01.ipynb"],
+                    },
+                    "all": {"notebooks": 2, "seconds": None, "failed": ["solutions/01.ipynb"]},
+                },
+            },
+            [nb_budget],
+        ),
+        "training": _section(
+            {
+                "models": 40,
+                "sizes": [40, 100, 100, 10],
+                "slopes": [0.0] * 8,
+                "seeds": [0] * 5,
+                "epochs": 10,
+                "train_examples": 4000,
+                "optimizer": "adam",
+                "lr": 0.01,
+                "batch_size": 100,
+                "configured_threads": 2,
+                "batched_seconds_by_threads": {"1": 2.0, "2": 1.5},
+                "loop_seconds_by_threads": {"1": 9.0, "2": 12.0},
+                "batched_threads": 2,
+                "loop_threads": 1,
+                "speedup": 6.0,
+                "speedup_same_threads": 8.0,
+                "profile": {
+                    "batched": {
+                        "threads": 2,
+                        "seconds_per_epoch": 0.15,
+                        "matmul_seconds_per_epoch": 0.1,
+                    },
+                    "loop": {
+                        "threads": 1,
+                        "seconds_per_epoch": 0.9,
+                        "matmul_seconds_per_epoch": 0.2,
+                    },
+                },
+                "speedup_ceiling": 9.0,
+                "float32": {
+                    "max_accuracy_difference_examples": 3,
+                    "max_relative_loss_difference": 1e-3,
+                    "max_abs_parameter_difference": 0.1,
+                    "mean_accuracy_loop": 0.8,
+                    "mean_accuracy_batched": 0.8,
+                },
+                "float64": {
+                    "max_accuracy_difference_examples": 0,
+                    "max_relative_loss_difference": 0.0,
+                    "max_abs_parameter_difference": 1e-16,
+                    "mean_accuracy_loop": 0.7,
+                    "mean_accuracy_batched": 0.7,
+                    "epochs": 3,
+                },
+            }
+        ),
+        "kernels": _section(
+            {
+                "dtype": "float32",
+                "threads": 1,
+                "sizes": [kernels.measure_size(1000, min_run_time=0.001)],
+            }
+        ),
+        "make_test": _section(
+            {
+                "seconds": 300.0,
+                "returncode": 2,
+                "passed": False,
+                "timed_out": False,
+                "phases_seconds": {"unit": 100.0},
+                "failures": ["FAILED tests/test_x.py::test_y"],
+            }
+        ),
+        "book": _section(
+            {
+                "edited": "chapters/01.ipynb",
+                "warmup_seconds": 30.0,
+                "seconds": 12.0,
+                "runs": [
+                    {
+                        "seconds": 12.0,
+                        "load_1min": 0.1,
+                        "executed_notebooks": 0,
+                        "cached_notebooks": 8,
+                    }
+                ],
+                "executed_notebooks": 0,
+            }
+        ),
+        "grading": _section(
+            {
+                "notebooks": ["01_a"],
+                "all_full_marks": True,
+                "submission": {"seconds": 8.0, "seconds_per_notebook": 8.0, "runs": []},
+                "class": {
+                    "seconds": 200.0,
+                    "students": 30,
+                    "jobs": 2,
+                    "sandbox": "root",
+                    "wall_seconds_per_notebook": 6.7,
+                    "grader_seconds_per_notebook": 12.0,
+                },
+            }
+        ),
+        "probes": _section(
+            {
+                "cross_entropy": {"last_dim_ms": 1.1, "middle_dim_ms": 0.26},
+                "elementwise": {"where_us": 309.0, "multiply_us": 11.0, "leaky_relu_us": 16.0},
+                "clone_us_by_threads": {"1": 18.0, "2": 25.0},
+                "matmul_gflops_by_threads": {
+                    "batched_40x100": {"1": 71.3, "2": 140.1},
+                    "single_1000": {"1": 89.5, "2": 178.2},
+                },
+                "size": 100000,
+            }
+        ),
     }
 
 
@@ -643,8 +832,9 @@ def test_merge_keeps_other_sections_and_flattens_budgets():
     assert first["budgets"][0]["benchmark"] == "notebooks"
     second = _report.merge(first, {"kernels": sections["kernels"]}, {}, {})
     assert list(second["benchmarks"]) == ["notebooks", "kernels"]
-    replaced = _report.merge(second, {"notebooks": _section({}, status="missing",
-                                                            reason="gone")}, {}, {})
+    replaced = _report.merge(
+        second, {"notebooks": _section({}, status="missing", reason="gone")}, {}, {}
+    )
     assert replaced["benchmarks"]["notebooks"]["status"] == "missing"
     assert replaced["budgets"] == []
     assert _report.merge({**second, "schema": 0}, {}, {}, {})["benchmarks"] == {}
@@ -673,37 +863,57 @@ def test_render_has_every_block_and_every_figure():
 def test_probes_measure_every_probe():
     results, budgets = probes.run(_core.Options(quick=True, runs=1))
     assert budgets == []
-    values = [*results["cross_entropy"].values(), *results["elementwise"].values(),
-              *results["clone_us_by_threads"].values(),
-              *(v for by in results["matmul_gflops_by_threads"].values() for v in by.values())]
+    values = [
+        *results["cross_entropy"].values(),
+        *results["elementwise"].values(),
+        *results["clone_us_by_threads"].values(),
+        *(v for by in results["matmul_gflops_by_threads"].values() for v in by.values()),
+    ]
     assert len(values) == 2 + 3 + 2 + 4 and all(v > 0 for v in values)
 
 
 def test_render_of_missing_failed_and_quick_sections():
-    bench = _report.merge(None, {
-        "notebooks": _section({}, status="missing", reason="no notebooks", budgets=[]),
-        "kernels": _section({}, status="error", reason="RuntimeError: boom", budgets=[]),
-    }, {}, {})
+    bench = _report.merge(
+        None,
+        {
+            "notebooks": _section({}, status="missing", reason="no notebooks", budgets=[]),
+            "kernels": _section({}, status="error", reason="RuntimeError: boom", budgets=[]),
+        },
+        {},
+        {},
+    )
     text = _report.render(bench)
     assert "Not measured: the subject is missing (no notebooks)." in text
     assert "**The benchmark failed:** `RuntimeError: boom`" in text
     assert text.count("Not measured yet.") == len(_report.ORDER) - 2
-    quick = _report.merge(None, {"kernels": _sample_sections()["kernels"] | {"quick": True}}, {},
-                          {})
+    quick = _report.merge(
+        None, {"kernels": _sample_sections()["kernels"] | {"quick": True}}, {}, {}
+    )
     assert "Quick mode" in _report.render(quick)
 
 
 def test_misses_lists_missed_and_unmeasured_budgets_and_benchmarks():
     sections = _sample_sections()
-    sections["notebooks"]["budgets"].append(_core.budget(
-        "notebook:solutions/01.ipynb", "solutions/01.ipynb: wall time", None, 20.0, "<=", "s",
-        note="ValueError: broken"))
-    bench = _report.merge(None, {**sections,
-                                 "book": _section({}, status="missing", reason="no book")}, {}, {})
+    sections["notebooks"]["budgets"].append(
+        _core.budget(
+            "notebook:solutions/01.ipynb",
+            "solutions/01.ipynb: wall time",
+            None,
+            20.0,
+            "<=",
+            "s",
+            note="ValueError: broken",
+        )
+    )
+    bench = _report.merge(
+        None, {**sections, "book": _section({}, status="missing", reason="no book")}, {}, {}
+    )
     lines = _report.misses(bench)
-    assert lines == ["MISSED notebook:chapters/01.ipynb: measured 25.00 s, budget at most 20 s",
-                     "NOT MEASURED notebook:solutions/01.ipynb (ValueError: broken)",
-                     "MISSING book: no book"]
+    assert lines == [
+        "MISSED notebook:chapters/01.ipynb: measured 25.00 s, budget at most 20 s",
+        "NOT MEASURED notebook:solutions/01.ipynb (ValueError: broken)",
+        "MISSING book: no book",
+    ]
     assert "| not measured: `ValueError: broken` |" in _report.render(bench)
 
 
@@ -711,8 +921,14 @@ def test_render_lists_points_lost_by_solved_notebooks():
     section = _sample_sections()["grading"]
     section["results"]["all_full_marks"] = False
     section["results"]["class"]["problems"] = [
-        {"student": "student07", "notebook": "01_a", "exercise": "01.x", "status": "error",
-         "detail": "timed out after 60 s"}]
+        {
+            "student": "student07",
+            "notebook": "01_a",
+            "exercise": "01.x",
+            "status": "error",
+            "detail": "timed out after 60 s",
+        }
+    ]
     text = _report.render(_report.merge(None, {"grading": section}, {}, {}))
     assert "**some solved submissions lost points: the grading figures are suspect**" in text
     assert "| student07 | `01_a` | `01.x` | error | `timed out after 60 s` |" in text
@@ -738,8 +954,15 @@ def test_names_and_selection():
     assert cli.selected(args) == ["notebooks", "training", "kernels", "probes", "grading"]
 
 
-@pytest.mark.parametrize("argv", [["--runs", "0"], ["--threads", "0"], ["--only", "x"],
-                                  ["--only", "kernels", "--skip", "kernels"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--runs", "0"],
+        ["--threads", "0"],
+        ["--only", "x"],
+        ["--only", "kernels", "--skip", "kernels"],
+    ],
+)
 def test_bad_command_lines_exit_2(argv, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         cli.main([*argv, "--out", str(tmp_path / "bench.json")])

@@ -216,9 +216,11 @@ def _open(session: Session, built_html: Path, docname: str) -> OpenPage:
     page.on("pageerror", on_error)
     page.on(
         "response",
-        lambda response: problems.append(f"HTTP {response.status} for {response.url}")
-        if response.status >= 400
-        else None,
+        lambda response: (
+            problems.append(f"HTTP {response.status} for {response.url}")
+            if response.status >= 400
+            else None
+        ),
     )
     session.blocked.clear()
     page.goto(session.base_url + f"{docname}.html", wait_until="load")

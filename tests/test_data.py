@@ -112,7 +112,9 @@ def test_cache_key_includes_every_argument(tmp_cache, other):
     )
 
 
-@pytest.mark.parametrize("content", [b"", b"not a torch file", None], ids=["empty", "junk", "foreign"])
+@pytest.mark.parametrize(
+    "content", [b"", b"not a torch file", None], ids=["empty", "junk", "foreign"]
+)
 def test_corrupt_or_foreign_cache_file_is_regenerated(tmp_cache, content):
     fresh = load_mnist1d(**SMALL)
     (path,) = tmp_cache.glob("mnist1d-*.pt")
@@ -123,7 +125,9 @@ def test_corrupt_or_foreign_cache_file_is_regenerated(tmp_cache, content):
     again = load_mnist1d(**SMALL)
     assert torch.equal(fresh.x_train, again.x_train)
     # ... and the file was rewritten correctly.
-    key = data_module._cache_key(data_module._dataset_args(SMALL["seed"], SMALL["num_samples"], 0.8))
+    key = data_module._cache_key(
+        data_module._dataset_args(SMALL["seed"], SMALL["num_samples"], 0.8)
+    )
     assert data_module._read_cache(path, key, key["args"]) is not None
 
 
@@ -229,8 +233,12 @@ def test_is_immutable(standard):
 
 
 def tensors(n=6, m=4, length=40):
-    return (torch.zeros(n, length), torch.zeros(n, dtype=torch.int64),
-            torch.zeros(m, length), torch.zeros(m, dtype=torch.int64))
+    return (
+        torch.zeros(n, length),
+        torch.zeros(n, dtype=torch.int64),
+        torch.zeros(m, length),
+        torch.zeros(m, dtype=torch.int64),
+    )
 
 
 @pytest.mark.parametrize(
@@ -294,7 +302,7 @@ def test_docstring_examples(monkeypatch):
 def test_standard_arguments_are_mnist1d_defaults():
     defaults = get_dataset_args(as_dict=True)
     del defaults["url"]  # only used for downloading, which load_mnist1d never does
-    assert data_module._STANDARD_ARGS == defaults
+    assert defaults == data_module._STANDARD_ARGS
 
 
 def test_cache_hit_does_not_import_mnist1d(tmp_cache, monkeypatch):

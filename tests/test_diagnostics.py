@@ -10,7 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from rectifiers.diagnostics import RECTIFIERS, activation_stats, dead_fraction, record_preactivations
+from rectifiers.diagnostics import (
+    RECTIFIERS,
+    activation_stats,
+    dead_fraction,
+    record_preactivations,
+)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -65,7 +70,10 @@ def test_dead_fraction_keeps_graph_and_input():
     assert z.tolist() == [[-1.0, 1.0]]
 
 
-@pytest.mark.parametrize("bad", [[[0.0]], None, torch.zeros(2, 2, dtype=torch.int64), torch.zeros(2, 2, dtype=torch.bool)])
+@pytest.mark.parametrize(
+    "bad",
+    [[[0.0]], None, torch.zeros(2, 2, dtype=torch.int64), torch.zeros(2, 2, dtype=torch.bool)],
+)
 def test_dead_fraction_type_errors(bad):
     with pytest.raises(TypeError, match="pre_activations"):
         dead_fraction(bad)
@@ -131,14 +139,12 @@ def test_later_forward_replaces_earlier_and_dict_survives_exit():
 
 def test_hooks_removed_when_the_block_raises():
     net = _Net()
-    with pytest.raises(RuntimeError, match="shape"):
-        with record_preactivations(net):
-            assert _hook_count(net) == 3
-            net(torch.randn(2, 7))  # wrong input size
+    with pytest.raises(RuntimeError, match="shape"), record_preactivations(net):
+        assert _hook_count(net) == 3
+        net(torch.randn(2, 7))  # wrong input size
     assert _hook_count(net) == 0
-    with pytest.raises(KeyError):
-        with record_preactivations(net):
-            raise KeyError("boom")
+    with pytest.raises(KeyError), record_preactivations(net):
+        raise KeyError("boom")
     assert _hook_count(net) == 0
 
 
@@ -160,9 +166,8 @@ def test_root_module_is_recorded_under_empty_name():
 
 
 def test_record_argument_errors():
-    with pytest.raises(TypeError, match="model"):
-        with record_preactivations(lambda x: x):
-            pass
+    with pytest.raises(TypeError, match="model"), record_preactivations(lambda x: x):
+        pass
     for bad in ((), [nn.ReLU], (nn.ReLU, "relu"), (torch.relu,), None):
         with pytest.raises(TypeError, match="types"):
             with record_preactivations(nn.ReLU(), types=bad):
@@ -170,7 +175,7 @@ def test_record_argument_errors():
 
 
 def test_default_types():
-    assert RECTIFIERS == (nn.ReLU, nn.LeakyReLU, nn.PReLU)
+    assert (nn.ReLU, nn.LeakyReLU, nn.PReLU) == RECTIFIERS
 
 
 # ---------------------------------------------------------------- activation_stats
@@ -201,14 +206,15 @@ def test_activation_stats_uses_eval_mode_and_restores_every_flag():
     net[3].eval()  # deliberately frozen part
     x = torch.randn(32, 4)
     seen = []
-    net[1].register_forward_hook(lambda m, a, out: seen.append((m.training, torch.is_grad_enabled())))
+    net[1].register_forward_hook(
+        lambda m, a, out: seen.append((m.training, torch.is_grad_enabled()))
+    )
     running = net[3].running_mean.clone()
-    with record_preactivations(net) as z:
-        with torch.no_grad():
-            net.eval()
-            net(x)
-            net.train()
-            net[3].eval()
+    with record_preactivations(net) as z, torch.no_grad():
+        net.eval()
+        net(x)
+        net.train()
+        net[3].eval()
     stats = activation_stats(net, x)
     assert seen[-1] == (False, False)  # dropout off, no graph
     assert [m.training for m in net.modules()] == [True, True, True, True, False, True]

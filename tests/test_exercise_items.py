@@ -400,8 +400,11 @@ def test_solution_passes_public_and_hidden_cases(solutions, item, seed):
 def test_solution_notebook_comparison_is_plausible():
     """The value the executed solution notebook stored passes its item (without retraining)."""
     cells = json.loads((SOLUTIONS / "03_negative_slope.ipynb").read_text())["cells"]
-    outputs = ["".join("".join(o.get("text", "")) for o in c.get("outputs", []))
-               for c in cells if c["cell_type"] == "code"]
+    outputs = [
+        "".join("".join(o.get("text", "")) for o in c.get("outputs", []))
+        for c in cells
+        if c["cell_type"] == "code"
+    ]
     table = next(text for text in outputs if "val. accuracy" in text)
     comparison = {}
     for line in table.splitlines()[1:]:
@@ -419,7 +422,9 @@ def test_every_auto_item_has_wrong_answers():
     assert sorted(WRONG) == sorted(item.id for item in AUTO)
 
 
-@pytest.mark.parametrize(("item_id", "label"), WRONG_CASES, ids=[f"{i}-{label}" for i, label in WRONG_CASES])
+@pytest.mark.parametrize(
+    ("item_id", "label"), WRONG_CASES, ids=[f"{i}-{label}" for i, label in WRONG_CASES]
+)
 def test_wrong_answer_scores_zero(item_id, label):
     item = find_item(item_id)
     namespace = wrong_namespace(WRONG[item_id][label])
@@ -450,9 +455,11 @@ def test_wrong_answers_fail_the_hidden_cases_too():
 
 
 def test_comparison_accepts_plausible_results():
-    good = {"relu": {"val_accuracy": 0.55, "zero_fraction": 0.55},
-            "leaky_relu": {"val_accuracy": 0.57, "zero_fraction": 0.0},
-            "prelu": {"val_accuracy": 0.575, "zero_fraction": 0.001}}
+    good = {
+        "relu": {"val_accuracy": 0.55, "zero_fraction": 0.55},
+        "leaky_relu": {"val_accuracy": 0.57, "zero_fraction": 0.0},
+        "prelu": {"val_accuracy": 0.575, "zero_fraction": 0.001},
+    }
     assert run_item(nb03.COMPARISON, {"comparison": good}, 0) == (True, "")
 
 
@@ -537,7 +544,9 @@ def _wrong_notebook(notebook: str) -> dict:
         source = "".join(cell["source"])
         if cell["cell_type"] != "code" or BEGIN not in source:
             continue
-        name = next((n for n in auto if re.search(rf"^(def|class) {n}\b|^{n} = ", source, re.M)), None)
+        name = next(
+            (n for n in auto if re.search(rf"^(def|class) {n}\b|^{n} = ", source, re.M)), None
+        )
         if name is None:
             assert "comparison = {}" in source, source
             name = "comparison"
@@ -561,7 +570,9 @@ def test_real_grader_gives_wrong_answers_zero(tmp_path):
         results = grader.grade(tmp_path / "submissions")
     assert sorted(r.notebook for r in results) == NOTEBOOKS
     for result in results:
-        assert [row.exercise for row in result.rows] == [item.id for item in REGISTRY[result.notebook]]
+        assert [row.exercise for row in result.rows] == [
+            item.id for item in REGISTRY[result.notebook]
+        ]
         for row in result.rows:
             if row.status == "manual":
                 continue
@@ -598,8 +609,9 @@ def test_mlp_compare_rejects_malformed_outputs():
     case = item.public_cases()[2]  # "prelu"
     good = _mlp_output(_reference_mlp_with("prelu"), case)
     assert item.compare(good, item.reference(case)) == (True, "")
-    integer_state = wire.ModuleState("MLP", {k: t.long() for k, t in good["module"].state.items()},
-                                     good["module"].parameters)
+    integer_state = wire.ModuleState(
+        "MLP", {k: t.long() for k, t in good["module"].state.items()}, good["module"].parameters
+    )
     bad_outputs = {
         "not a dict": 3,
         "not a module": {"module": torch.zeros(3), "outputs": good["outputs"]},
@@ -612,12 +624,15 @@ def test_mlp_compare_rejects_malformed_outputs():
         assert not ok and detail, label
 
 
-@pytest.mark.parametrize("bad", [
-    {"relu": [0.5, 0.5], "leaky_relu": {}, "prelu": {}},
-    {name: {"val_accuracy": math.nan, "zero_fraction": 0.0} for name in nb03.ACTIVATIONS},
-    {name: {"val_accuracy": True, "zero_fraction": 0.0} for name in nb03.ACTIVATIONS},
-    {name: {"val_accuracy": 0.6, "zero_fraction": 1.5} for name in nb03.ACTIVATIONS},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"relu": [0.5, 0.5], "leaky_relu": {}, "prelu": {}},
+        {name: {"val_accuracy": math.nan, "zero_fraction": 0.0} for name in nb03.ACTIVATIONS},
+        {name: {"val_accuracy": True, "zero_fraction": 0.0} for name in nb03.ACTIVATIONS},
+        {name: {"val_accuracy": 0.6, "zero_fraction": 1.5} for name in nb03.ACTIVATIONS},
+    ],
+)
 def test_comparison_compare_rejects_malformed_values(bad):
     ok, detail = nb03.COMPARISON.compare(bad, None)
     assert not ok and detail
@@ -633,14 +648,21 @@ def test_init_compare_rejects_malformed_outputs():
 
     kaiming_init_(module, slope)
     expected = item.reference(case)
-    assert item.compare({"output": None, "args": (_module_state(module), slope)}, expected) == (True, "")
+    assert item.compare({"output": None, "args": (_module_state(module), slope)}, expected) == (
+        True,
+        "",
+    )
     shifted = spec.build()
     kaiming_init_(shifted, slope)
     with torch.no_grad():
         shifted[0].weight.add_(0.5 * expected["std"]["0.weight"])  # same spread, mean moved
     renamed = nn.Sequential(nn.Linear(300, 200))
-    for output in (None, {"output": None, "args": ()}, {"output": None, "args": (_module_state(renamed), slope)},
-                   {"output": None, "args": (_module_state(shifted), slope)}):
+    for output in (
+        None,
+        {"output": None, "args": ()},
+        {"output": None, "args": (_module_state(renamed), slope)},
+        {"output": None, "args": (_module_state(shifted), slope)},
+    ):
         ok, detail = item.compare(output, expected)
         assert not ok and detail
 
@@ -649,7 +671,10 @@ def test_groups_compare_rejects_malformed_groups():
     from rectifiers.grading.items import nb06_regularisation as nb06
 
     refs = [wire.ParamRef("0.weight"), wire.ParamRef("0.bias")]
-    expected = [{"params": refs[:1], "weight_decay": 0.1}, {"params": refs[1:], "weight_decay": 0.0}]
+    expected = [
+        {"params": refs[:1], "weight_decay": 0.1},
+        {"params": refs[1:], "weight_decay": 0.0},
+    ]
     assert nb06.compare_groups(expected, expected) == (True, "")
     for bad in (
         "groups",

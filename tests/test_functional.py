@@ -168,7 +168,9 @@ def test_relu_and_prelu_every_half_precision_number(dtype):
         assert_identical(R.prelu(x, w), F.prelu(x, w))
 
 
-@pytest.mark.parametrize("dtype,int_dtype", [(torch.float32, torch.int32), (torch.float64, torch.int64)])
+@pytest.mark.parametrize(
+    "dtype,int_dtype", [(torch.float32, torch.int32), (torch.float64, torch.int64)]
+)
 def test_random_bit_patterns_single_and_double(dtype, int_dtype):
     # Uniform random bits hit every class of number: subnormals, huge values, and NaNs with
     # all kinds of payloads (signalling ones included), whose bits must match too.
@@ -419,7 +421,9 @@ def test_prelu_accepts_what_torch_accepts(x_shape, w_shape):
         assert_identical(ours, ref)
 
 
-@pytest.mark.parametrize("x_shape,w_shape", [((5,), (5,)), ((2, 3), (2,)), ((2, 3, 4), (4,)), ((), (2,))])
+@pytest.mark.parametrize(
+    "x_shape,w_shape", [((5,), (5,)), ((2, 3), (2,)), ((2, 3, 4), (4,)), ((), (2,))]
+)
 def test_prelu_rejects_wrong_number_of_slopes(x_shape, w_shape):
     x, w = torch.randn(x_shape), torch.rand(w_shape)
     with pytest.raises(RuntimeError):
@@ -434,7 +438,9 @@ def test_prelu_rejects_wrong_number_of_slopes(x_shape, w_shape):
 
 
 @pytest.mark.parametrize("fn", [R.relu, R.leaky_relu, R.relu_grad, R.leaky_relu_grad])
-@pytest.mark.parametrize("bad", [[1.0, -1.0], 1.0, None, torch.tensor([1, -1]), torch.tensor([True])])
+@pytest.mark.parametrize(
+    "bad", [[1.0, -1.0], 1.0, None, torch.tensor([1, -1]), torch.tensor([True])]
+)
 def test_x_must_be_a_float_tensor(fn, bad):
     with pytest.raises(TypeError, match="x"):
         fn(bad)

@@ -21,16 +21,29 @@ FOLDERS = {
     "fixtures": (FIXTURES / "solutions", FIXTURES / "exercises"),
     "course": (REPO / "solutions", REPO / "exercises"),
 }
-SOLUTIONS = [FIXTURES / "solutions" / "00_examples.ipynb"] + sorted((REPO / "solutions").glob("*.ipynb"))
+SOLUTIONS = [FIXTURES / "solutions" / "00_examples.ipynb"] + sorted(
+    (REPO / "solutions").glob("*.ipynb")
+)
 STUB = 'raise NotImplementedError("Exercise {}: replace this line with your solution")'
 
 
 def _nb(*cells: dict) -> dict:
-    return {"cells": list(cells), "metadata": {"kernelspec": {"name": "x"}, "widgets": {}}, "nbformat": 4, "nbformat_minor": 4}
+    return {
+        "cells": list(cells),
+        "metadata": {"kernelspec": {"name": "x"}, "widgets": {}},
+        "nbformat": 4,
+        "nbformat_minor": 4,
+    }
 
 
 def _code(source: str, **metadata) -> dict:
-    return {"cell_type": "code", "execution_count": 7, "metadata": metadata, "outputs": [{"output_type": "stream", "name": "stdout", "text": "hi"}], "source": source}
+    return {
+        "cell_type": "code",
+        "execution_count": 7,
+        "metadata": metadata,
+        "outputs": [{"output_type": "stream", "name": "stdout", "text": "hi"}],
+        "source": source,
+    }
 
 
 def _md(source: str, **metadata) -> dict:
@@ -48,7 +61,9 @@ def _sources(notebook: dict) -> list[str]:
 @pytest.mark.parametrize("which", list(FOLDERS))
 def test_check_passes_on_the_committed_exercises(which, capsys):
     solutions, exercises = FOLDERS[which]
-    assert gen.main(["--check", "--solutions", str(solutions), "--exercises", str(exercises)]) == 0, capsys.readouterr().err
+    assert (
+        gen.main(["--check", "--solutions", str(solutions), "--exercises", str(exercises)]) == 0
+    ), capsys.readouterr().err
 
 
 @pytest.mark.parametrize("which", list(FOLDERS))
@@ -72,17 +87,28 @@ def test_check_reports_missing_and_orphaned_exercises(tmp_path, capsys):
     exercises = tmp_path / "exercises"
     exercises.mkdir()
     (exercises / "99_orphan.ipynb").write_text("{}")
-    assert gen.main(["--check", "--solutions", str(FIXTURES / "solutions"), "--exercises", str(exercises)]) == 1
+    assert (
+        gen.main(
+            ["--check", "--solutions", str(FIXTURES / "solutions"), "--exercises", str(exercises)]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
-    assert "00_examples.ipynb is missing" in err and "99_orphan.ipynb has no solution notebook" in err
+    assert (
+        "00_examples.ipynb is missing" in err and "99_orphan.ipynb has no solution notebook" in err
+    )
 
 
 def test_console_script_check_runs(tmp_path):
     script = Path(sys.executable).with_name("make-exercises")
     args = ["--solutions", str(FIXTURES / "solutions"), "--exercises"]
-    ok = subprocess.run([str(script), "--check", *args, str(FIXTURES / "exercises")], capture_output=True, text=True)
+    ok = subprocess.run(
+        [str(script), "--check", *args, str(FIXTURES / "exercises")], capture_output=True, text=True
+    )
     assert ok.returncode == 0, ok.stderr
-    bad = subprocess.run([str(script), "--check", *args, str(tmp_path)], capture_output=True, text=True)
+    bad = subprocess.run(
+        [str(script), "--check", *args, str(tmp_path)], capture_output=True, text=True
+    )
     assert bad.returncode == 1 and "00_examples.ipynb is missing" in bad.stderr
 
 
@@ -126,7 +152,9 @@ def test_generated_notebooks_are_valid_deterministic_and_leak_free(path):
 
 def test_solution_region_becomes_an_indented_stub():
     solution = _nb(
-        _code("def f(x):\n    # BEGIN SOLUTION\n    y = 2 * x\n    return y\n    # END SOLUTION\n\nz = 1"),
+        _code(
+            "def f(x):\n    # BEGIN SOLUTION\n    y = 2 * x\n    return y\n    # END SOLUTION\n\nz = 1"
+        ),
         _code('check("demo.f", globals())'),
     )
     exercise = gen.generate(solution)
@@ -136,7 +164,13 @@ def test_solution_region_becomes_an_indented_stub():
 
 
 def test_top_level_region_and_metadata_id():
-    solution = _nb(_code("# BEGIN SOLUTION\nanswer = 3\n# END SOLUTION", grading={"id": "demo.answer"}, collapsed=True))
+    solution = _nb(
+        _code(
+            "# BEGIN SOLUTION\nanswer = 3\n# END SOLUTION",
+            grading={"id": "demo.answer"},
+            collapsed=True,
+        )
+    )
     exercise = gen.generate(solution)
     assert _sources(exercise) == [STUB.format("demo.answer")]
     assert exercise["cells"][0]["metadata"] == {"grading": {"id": "demo.answer"}}
@@ -144,14 +178,21 @@ def test_top_level_region_and_metadata_id():
 
 def test_notebook_metadata_is_normalised_and_ids_are_assigned():
     exercise = gen.generate(_nb(_md("Text", slideshow={"slide_type": "slide"}), _code("x = 1")))
-    assert exercise["metadata"] == {"kernelspec": gen.KERNELSPEC, "language_info": {"name": "python"}}
+    assert exercise["metadata"] == {
+        "kernelspec": gen.KERNELSPEC,
+        "language_info": {"name": "python"},
+    }
     assert (exercise["nbformat"], exercise["nbformat_minor"]) == (4, 5)
     assert [cell["id"] for cell in exercise["cells"]] == ["cell-0", "cell-1"]
     assert exercise["cells"][0]["metadata"] == {}
 
 
 def test_solution_tagged_cells_are_dropped():
-    solution = _nb(_md("Question", tags=["manual"], grading={"id": "demo.q"}), _md("Rubric", tags=["solution"]), _code("print(1)", tags=["solution"]))
+    solution = _nb(
+        _md("Question", tags=["manual"], grading={"id": "demo.q"}),
+        _md("Rubric", tags=["solution"]),
+        _code("print(1)", tags=["solution"]),
+    )
     exercise = gen.generate(solution)
     assert _sources(exercise) == ["Question"]
     assert exercise["cells"][0]["metadata"] == {"tags": ["manual"], "grading": {"id": "demo.q"}}
@@ -177,7 +218,11 @@ def test_gated_solution_blocks_are_dropped_across_cells_but_the_exercise_code_st
 
 
 def test_solution_directive_is_cut_out_of_a_cell():
-    solution = _nb(_md("Exercise text.\n\n````{solution} ex-1\n```python\ncode = 1\n```\nmodel answer\n````\nAfter."))
+    solution = _nb(
+        _md(
+            "Exercise text.\n\n````{solution} ex-1\n```python\ncode = 1\n```\nmodel answer\n````\nAfter."
+        )
+    )
     assert _sources(gen.generate(solution)) == ["Exercise text.\n\nAfter."]
 
 
@@ -186,8 +231,17 @@ def test_solution_directive_is_cut_out_of_a_cell():
     [
         ([_code("# BEGIN SOLUTION\nx = 1", grading={"id": "a.b"})], "never closed"),
         ([_code("# END SOLUTION")], "without"),
-        ([_code("# BEGIN SOLUTION\n# BEGIN SOLUTION\n# END SOLUTION"), _code('check("a.b", globals())')], "nested"),
-        ([_code("#BEGIN SOLUTION\nx = 1\n# END SOLUTION"), _code('check("a.b", globals())')], "malformed marker"),
+        (
+            [
+                _code("# BEGIN SOLUTION\n# BEGIN SOLUTION\n# END SOLUTION"),
+                _code('check("a.b", globals())'),
+            ],
+            "nested",
+        ),
+        (
+            [_code("#BEGIN SOLUTION\nx = 1\n# END SOLUTION"), _code('check("a.b", globals())')],
+            "malformed marker",
+        ),
         ([_code("# BEGIN SOLUTION\nx = 1\n# END SOLUTION")], "needs an item id"),
         ([_md("```{solution-start} x\n```\nhidden")], "never closed"),
         ([_md("```{solution-end}\n```")], "without"),
@@ -241,4 +295,6 @@ def test_lint_reports_contract_breaches():
         "defines `default_negative_slope` but is tagged grading-skip",
     ):
         assert fragment in problems
-    assert gen.lint(solution, "99_unknown", registry) == ["99_unknown: no items are registered for this notebook"]
+    assert gen.lint(solution, "99_unknown", registry) == [
+        "99_unknown: no items are registered for this notebook"
+    ]

@@ -21,13 +21,18 @@ def _leaky(x, negative_slope=0.01):
 def test_pass_line_and_return_value(capsys):
     assert check("ex.leaky_relu", {"leaky_relu": _leaky}) is None
     out = capsys.readouterr().out
-    assert out == "\u2705 PASS: `leaky_relu` passed 3 public checks. Grading also runs hidden checks on new inputs.\n"
+    assert (
+        out
+        == "\u2705 PASS: `leaky_relu` passed 3 public checks. Grading also runs hidden checks on new inputs.\n"
+    )
 
 
 def test_fail_line_names_the_case_the_difference_and_the_hint(capsys):
     check("ex.leaky_relu", {"leaky_relu": lambda x, negative_slope=0.01: x})
     out = capsys.readouterr().out
-    assert out.startswith("\u274c FAIL: check 1 of 3, leaky_relu(tensor([-2, -0.5, 0, 1.5], dtype=float32), negative_slope=0.1)")
+    assert out.startswith(
+        "\u274c FAIL: check 1 of 3, leaky_relu(tensor([-2, -0.5, 0, 1.5], dtype=float32), negative_slope=0.1)"
+    )
     assert "expected -0.2" in out and f"Hint: {ex.LEAKY_RELU.hint}" in out
     assert "Traceback" not in out
 
@@ -41,10 +46,18 @@ def test_exceptions_are_one_line_not_a_traceback(capsys):
     assert "raised AttributeError" in out and "Traceback" not in out and out.count("\n") == 1
 
 
-@pytest.mark.parametrize("namespace", [{}, {"leaky_relu": lambda x, negative_slope=0.01: (_ for _ in ()).throw(NotImplementedError())}])
+@pytest.mark.parametrize(
+    "namespace",
+    [
+        {},
+        {"leaky_relu": lambda x, negative_slope=0.01: (_ for _ in ()).throw(NotImplementedError())},
+    ],
+)
 def test_not_attempted(namespace, capsys):
     check("ex.leaky_relu", namespace)
-    assert capsys.readouterr().out.startswith("\u270f\ufe0f NOT ATTEMPTED: `leaky_relu` is not defined yet")
+    assert capsys.readouterr().out.startswith(
+        "\u270f\ufe0f NOT ATTEMPTED: `leaky_relu` is not defined yet"
+    )
 
 
 def test_written_and_unknown_items(capsys):
@@ -96,4 +109,6 @@ def test_fixture_notebook_in_a_real_kernel():
     for cell in checks:
         (output,) = cell.outputs
         assert output.output_type == "display_data"
-        assert "PASS" in output.data["text/plain"] and "PASS" in output.data["text/html"], json.dumps(output)
+        assert "PASS" in output.data["text/plain"] and "PASS" in output.data["text/html"], (
+            json.dumps(output)
+        )

@@ -19,7 +19,14 @@ import pytest
 
 from rectifiers.grading import cli, report
 from rectifiers.grading import notebook as nbread
-from rectifiers.grading.engine import Grader, Row, SubmissionResult, _derive_seed, discover_students, skipped_entries
+from rectifiers.grading.engine import (
+    Grader,
+    Row,
+    SubmissionResult,
+    _derive_seed,
+    discover_students,
+    skipped_entries,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SOLVED = REPO / "tests" / "fixtures" / "grading" / "solutions" / "00_examples.ipynb"
@@ -38,16 +45,27 @@ SCRIPT = Path(sys.executable).with_name("grade-exercises")
         (["{subs}", "--out", "{file}"], "exists and is not a folder"),
         (["{subs}", "--out", "{out}", "--timeout", "0"], "--timeout must be between"),
         (["{subs}", "--out", "{out}", "--jobs", "0"], "--jobs must be between"),
-        (["{subs}", "--out", "{out}", "--memory-mb", "8192"], "--memory-mb must be between 512 and 4096"),
+        (
+            ["{subs}", "--out", "{out}", "--memory-mb", "8192"],
+            "--memory-mb must be between 512 and 4096",
+        ),
         (["{subs}", "--out", "{out}", "--seed", "-1"], "--seed must be non-negative"),
-        (["{subs}", "--out", "{out}", "--include-examples", "--notebooks", "99_nope"], "unknown notebook"),
+        (
+            ["{subs}", "--out", "{out}", "--include-examples", "--notebooks", "99_nope"],
+            "unknown notebook",
+        ),
         (["{subs}"], "--out"),
     ],
 )
 def test_usage_errors(tmp_path, capsys, args, message):
     (tmp_path / "subs").mkdir()
     (tmp_path / "file").write_text("x")
-    paths = {"missing": tmp_path / "missing", "subs": tmp_path / "subs", "out": tmp_path / "out", "file": tmp_path / "file"}
+    paths = {
+        "missing": tmp_path / "missing",
+        "subs": tmp_path / "subs",
+        "out": tmp_path / "out",
+        "file": tmp_path / "file",
+    }
     with pytest.raises(SystemExit) as exit_info:
         cli.main([a.format(**paths) for a in args])
     assert exit_info.value.code == 2
@@ -61,7 +79,10 @@ def test_no_registered_notebooks_is_a_usage_error(tmp_path, capsys, monkeypatch)
     monkeypatch.setattr(items, "REGISTRY", {})
     with pytest.raises(SystemExit) as exit_info:
         cli.main([str(tmp_path), "--out", str(tmp_path.parent / "out-none")])
-    assert exit_info.value.code == 2 and "no exercise notebooks are registered" in capsys.readouterr().err
+    assert (
+        exit_info.value.code == 2
+        and "no exercise notebooks are registered" in capsys.readouterr().err
+    )
 
 
 def test_grader_arguments_are_checked():
@@ -94,7 +115,14 @@ def cli_run(tmp_path_factory):
     shutil.copy(SOLVED, subs / "alice" / "00_examples.ipynb")
     shutil.copy(SOLVED, subs / "=HYPERLINK(1)" / "00_examples.ipynb")
     (subs / "notes.txt").write_text("not a student")
-    args = [str(subs), "--out", str(base / "out"), "--include-examples", "--notebooks", "00_examples"]
+    args = [
+        str(subs),
+        "--out",
+        str(base / "out"),
+        "--include-examples",
+        "--notebooks",
+        "00_examples",
+    ]
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr):
         status = cli.main(args + ["--jobs", "2", "--seed", "7"])
@@ -109,7 +137,11 @@ def test_cli_exits_zero_and_reports(cli_run):
 
 
 def test_console_script_is_installed_and_reports_usage_errors(tmp_path):
-    run = subprocess.run([str(SCRIPT), str(tmp_path / "absent"), "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    run = subprocess.run(
+        [str(SCRIPT), str(tmp_path / "absent"), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 2 and "is not an existing folder" in run.stderr
 
 
@@ -121,7 +153,9 @@ def test_an_internal_failure_exits_one_with_a_message(tmp_path, capsys, monkeypa
 
     monkeypatch.setattr(engine.Grader, "start", broken_start)
     (tmp_path / "subs").mkdir()
-    status = cli.main([str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--include-examples"])
+    status = cli.main(
+        [str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--include-examples"]
+    )
     assert status == 1 and "error: RuntimeError: zygote could not start" in capsys.readouterr().err
 
 
@@ -142,14 +176,21 @@ def test_cli_outputs(cli_run):
     run = json.loads((out / "run.json").read_text())
     assert run["students"] == 3 and run["jobs"] == 2 and run["seed"] == 7
     assert run["seconds_per_notebook"] is not None
-    assert sorted(p.name for p in (out / "results").iterdir()) == sorted([report.safe_name("=HYPERLINK(1)"), "alice", "bob"])
+    assert sorted(p.name for p in (out / "results").iterdir()) == sorted(
+        [report.safe_name("=HYPERLINK(1)"), "alice", "bob"]
+    )
     assert report.safe_name("=HYPERLINK(1)").startswith("_HYPERLINK_1_-")
 
 
 def test_seed_reproduces_hidden_inputs(cli_run):
-    recorded = json.loads((cli_run["out"] / "results" / "alice" / "00_examples.json").read_text())["extra_data"]["seed"]
+    recorded = json.loads((cli_run["out"] / "results" / "alice" / "00_examples.json").read_text())[
+        "extra_data"
+    ]["seed"]
     assert recorded == _derive_seed(7, "alice", "00_examples")
-    assert _derive_seed(7, "bob", "00_examples") != recorded and _derive_seed(8, "alice", "00_examples") != recorded
+    assert (
+        _derive_seed(7, "bob", "00_examples") != recorded
+        and _derive_seed(8, "alice", "00_examples") != recorded
+    )
     # Without --seed every submission gets a fresh secret seed.
     assert len({Grader({})._fresh_seed("alice", "00_examples") for _ in range(5)}) == 5
 
@@ -159,7 +200,9 @@ def test_seed_reproduces_hidden_inputs(cli_run):
 
 
 def _result(student, rows):
-    return SubmissionResult(student, "01_x", [Row(student, "01_x", *row) for row in rows], seconds=1.25, seed=3)
+    return SubmissionResult(
+        student, "01_x", [Row(student, "01_x", *row) for row in rows], seconds=1.25, seed=3
+    )
 
 
 def test_report_files_and_atomic_replacement(tmp_path):
@@ -169,21 +212,42 @@ def test_report_files_and_atomic_replacement(tmp_path):
         _result("ben", [("a", 0, 2, "missing", "x"), ("b", 0, 3, "missing", "x")]),
     ]
     report.write(str(tmp_path), results, {"k": 1})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["grades.csv", "logs", "results", "run.json", "summary.csv"]
-    assert not (tmp_path / "results" / "ghost").exists()  # the old results folder was replaced whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "grades.csv",
+        "logs",
+        "results",
+        "run.json",
+        "summary.csv",
+    ]
+    assert not (
+        tmp_path / "results" / "ghost"
+    ).exists()  # the old results folder was replaced whole
     grades = (tmp_path / "grades.csv").read_text()
     assert "answer: =SUM(A1)" in grades  # not at the start of the field: left as is
-    assert (tmp_path / "summary.csv").read_text().splitlines()[1:] == ["ann,2,5,3,", "ben,0,5,0,01_x"]
+    assert (tmp_path / "summary.csv").read_text().splitlines()[1:] == [
+        "ann,2,5,3,",
+        "ben,0,5,0,01_x",
+    ]
     gradescope = json.loads((tmp_path / "results" / "ann" / "01_x.json").read_text())
     assert gradescope["score"] == 2 and gradescope["execution_time"] == 1.25
-    assert gradescope["tests"][0] == {"name": "a", "score": 2, "max_score": 2, "output": "ok", "status": "passed"}
+    assert gradescope["tests"][0] == {
+        "name": "a",
+        "score": 2,
+        "max_score": 2,
+        "output": "ok",
+        "status": "passed",
+    }
     assert "status" not in gradescope["tests"][1]
     assert "3 points are graded by hand" in gradescope["output"]
     assert oct(stat.S_IMODE((tmp_path / "grades.csv").stat().st_mode)) == "0o644"
 
 
 def test_csv_cells_and_folder_names():
-    assert report._cell("=1+1") == "'=1+1" and report._cell("-2") == "'-2" and report._cell("a\nb") == "a b"
+    assert (
+        report._cell("=1+1") == "'=1+1"
+        and report._cell("-2") == "'-2"
+        and report._cell("a\nb") == "a b"
+    )
     assert report.safe_name("alice") == "alice"
     for name in ("../etc", ".hidden", "a/b", "é", ""):
         safe = report.safe_name(name)
@@ -201,7 +265,10 @@ def test_student_discovery(tmp_path):
     (tmp_path / "link").symlink_to(tmp_path / "a")
     (tmp_path / "file.txt").write_text("")
     assert discover_students(str(tmp_path)) == ["a", "b"]
-    assert skipped_entries(str(tmp_path)) == ["file.txt (not a folder)", "link (symbolic link, not followed)"]
+    assert skipped_entries(str(tmp_path)) == [
+        "file.txt (not a folder)",
+        "link (symbolic link, not followed)",
+    ]
 
 
 def test_read_file_in_refuses_links_fifos_folders_and_large_files(tmp_path):
@@ -212,7 +279,12 @@ def test_read_file_in_refuses_links_fifos_folders_and_large_files(tmp_path):
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         assert nbread.read_file_in(fd, "ok.ipynb") == b"x" * 10
-        for name, message in (("link.ipynb", "symbolic link"), ("fifo.ipynb", "not a regular file"), ("dir.ipynb", "not a regular file"), ("../x", "plain file name")):
+        for name, message in (
+            ("link.ipynb", "symbolic link"),
+            ("fifo.ipynb", "not a regular file"),
+            ("dir.ipynb", "not a regular file"),
+            ("../x", "plain file name"),
+        ):
             with pytest.raises(nbread.NotebookError, match=message):
                 nbread.read_file_in(fd, name)
         with pytest.raises(nbread.NotebookError, match="larger than"):
@@ -234,7 +306,10 @@ def test_read_file_in_refuses_links_fifos_folders_and_large_files(tmp_path):
         (b'{"nbformat": 4, "cells": [1]}', "cell 0 is not a JSON object"),
         (b'{"nbformat": 4, "cells": [{"cell_type": "widget", "source": ""}]}', "unknown cell_type"),
         (b'{"nbformat": 4, "cells": [{"cell_type": "code", "source": 3}]}', "source must be"),
-        (b'{"nbformat": 4, "cells": [{"cell_type": "code", "source": "", "metadata": []}]}', "metadata must be"),
+        (
+            b'{"nbformat": 4, "cells": [{"cell_type": "code", "source": "", "metadata": []}]}',
+            "metadata must be",
+        ),
         (b'{"nbformat": 4, "cells": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "not valid JSON"),
     ],
 )
@@ -244,12 +319,31 @@ def test_parse_rejects_malformed_notebooks(data, message):
 
 
 def test_cells_and_manual_answers():
-    notebook = nbread.parse(json.dumps({"nbformat": 4, "cells": [
-        {"cell_type": "markdown", "source": ["My ", "answer"], "metadata": {"tags": ["manual", 3], "grading": {"id": "q1"}}},
-        {"cell_type": "markdown", "source": "second", "metadata": {"tags": ["manual"], "grading": {"id": "q1"}}},
-        {"cell_type": "markdown", "source": "no id", "metadata": {"tags": ["manual"], "grading": "q2"}},
-        {"cell_type": "code", "source": "x = 1", "metadata": {"tags": "manual"}},
-    ]}).encode())
+    notebook = nbread.parse(
+        json.dumps(
+            {
+                "nbformat": 4,
+                "cells": [
+                    {
+                        "cell_type": "markdown",
+                        "source": ["My ", "answer"],
+                        "metadata": {"tags": ["manual", 3], "grading": {"id": "q1"}},
+                    },
+                    {
+                        "cell_type": "markdown",
+                        "source": "second",
+                        "metadata": {"tags": ["manual"], "grading": {"id": "q1"}},
+                    },
+                    {
+                        "cell_type": "markdown",
+                        "source": "no id",
+                        "metadata": {"tags": ["manual"], "grading": "q2"},
+                    },
+                    {"cell_type": "code", "source": "x = 1", "metadata": {"tags": "manual"}},
+                ],
+            }
+        ).encode()
+    )
     cells = nbread.cells(notebook)
     assert cells[0].tags == ("manual",) and cells[0].grading_id == "q1" and cells[3].tags == ()
     assert nbread.manual_answers(cells) == {"q1": "My answer"}
@@ -267,7 +361,14 @@ def test_torch_imports_and_runs_under_the_default_memory_cap():
 
     code = "import torch; print(tuple(torch.nn.Linear(4, 2)(torch.ones(3, 4)).shape))"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-c", code], preexec_fn=limit, capture_output=True, text=True, env=env, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert run.returncode == 0 and run.stdout.strip() == "(3, 2)", run.stderr
 
 
@@ -280,7 +381,15 @@ def _unprivileged_python() -> str | None:
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     for candidate in (sys.executable, f"/usr/bin/{version}", f"/usr/local/bin/{version}"):
         probe = subprocess.run(
-            ["setpriv", "--reuid=60999", "--regid=60999", "--clear-groups", "sh", "-c", f'exec "{candidate}" -c "import sys"'],
+            [
+                "setpriv",
+                "--reuid=60999",
+                "--regid=60999",
+                "--clear-groups",
+                "sh",
+                "-c",
+                f'exec "{candidate}" -c "import sys"',
+            ],
             capture_output=True,
         )
         if probe.returncode == 0:
@@ -288,7 +397,10 @@ def _unprivileged_python() -> str | None:
     return None
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root to become an unprivileged user")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root to become an unprivileged user",
+)
 def test_unprivileged_grader_protects_the_graders_own_files():
     python = _unprivileged_python()
     if python is None:
@@ -302,11 +414,20 @@ def test_unprivileged_grader_protects_the_graders_own_files():
         own.write_text("the grader's own file\n")
         shutil.copy(SOLVED, subs / "alice" / "00_examples.ipynb")
         cells = json.loads(SOLVED.read_text())
-        cells["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": (
-            "import os\nfor target in [%r, %r, %r]:\n"
-            "    try:\n        open(target, 'a').write('PWNED')\n        print('WROTE', target)\n"
-            "    except OSError as error:\n        print('BLOCKED', target, type(error).__name__)\n"
-        ) % (str(own), str(subs / "alice" / "00_examples.ipynb"), str(out / "grades.csv"))})
+        cells["cells"].append(
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "outputs": [],
+                "execution_count": None,
+                "source": (
+                    "import os\nfor target in [%r, %r, %r]:\n"
+                    "    try:\n        open(target, 'a').write('PWNED')\n        print('WROTE', target)\n"
+                    "    except OSError as error:\n        print('BLOCKED', target, type(error).__name__)\n"
+                )
+                % (str(own), str(subs / "alice" / "00_examples.ipynb"), str(out / "grades.csv")),
+            }
+        )
         (subs / "mallory" / "00_examples.ipynb").write_text(json.dumps(cells))
         for path in [base, *base.rglob("*")]:
             os.chown(path, 60999, 60999)
@@ -318,7 +439,11 @@ def test_unprivileged_grader_protects_the_graders_own_files():
         env = {"PATH": "/usr/bin:/bin", "HOME": str(base), "LANG": "C.UTF-8"}
         run = subprocess.run(
             ["setpriv", "--reuid=60999", "--regid=60999", "--clear-groups", python, "-c", code],
-            capture_output=True, text=True, env=env, cwd=base, timeout=300,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=base,
+            timeout=300,
         )
         assert run.returncode == 0, run.stderr
         sandbox = json.loads((out / "run.json").read_text())["sandbox"]
@@ -329,8 +454,12 @@ def test_unprivileged_grader_protects_the_graders_own_files():
         assert own.read_text() == "the grader's own file\n"
         assert "PWNED" not in (subs / "alice" / "00_examples.ipynb").read_text()
         rows = {(r.student, r.exercise): r for r in report.rows_from_csv(str(out / "grades.csv"))}
-        assert all(rows[("alice", i)].status == "passed" for i in ("ex.leaky_relu", "ex.prelu_module"))
-        assert all(rows[("mallory", i)].status == "passed" for i in ("ex.leaky_relu", "ex.prelu_module"))
+        assert all(
+            rows[("alice", i)].status == "passed" for i in ("ex.leaky_relu", "ex.prelu_module")
+        )
+        assert all(
+            rows[("mallory", i)].status == "passed" for i in ("ex.leaky_relu", "ex.prelu_module")
+        )
         log = (out / "logs" / "mallory" / "00_examples.log").read_text()
         assert log.count("BLOCKED") == 3 and "WROTE" not in log
     finally:

@@ -7,7 +7,6 @@ course's notebooks are picked up as soon as they are written. One grading run (t
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -18,8 +17,18 @@ from rectifiers.grading.items import EXAMPLES, REGISTRY, combined
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "grading"
-PAIRS = {"00_examples": (FIXTURES / "solutions" / "00_examples.ipynb", FIXTURES / "exercises" / "00_examples.ipynb")}
-PAIRS.update({path.stem: (path, REPO / "exercises" / path.name) for path in sorted((REPO / "solutions").glob("*.ipynb"))})
+PAIRS = {
+    "00_examples": (
+        FIXTURES / "solutions" / "00_examples.ipynb",
+        FIXTURES / "exercises" / "00_examples.ipynb",
+    )
+}
+PAIRS.update(
+    {
+        path.stem: (path, REPO / "exercises" / path.name)
+        for path in sorted((REPO / "solutions").glob("*.ipynb"))
+    }
+)
 ALL = combined(REGISTRY, EXAMPLES)
 pytestmark = pytest.mark.skipif(not Path("/proc/self").exists(), reason="Linux only")
 
@@ -47,14 +56,20 @@ def test_solution_notebook_gets_full_marks(graded, notebook):
         if row.status == "manual":
             assert row.points == 0 and row.max_points > 0
         else:
-            assert (row.status, row.points) == ("passed", row.max_points), f"{row.exercise}: {row.status}: {row.detail}"
+            assert (row.status, row.points) == ("passed", row.max_points), (
+                f"{row.exercise}: {row.status}: {row.detail}"
+            )
 
 
 @pytest.mark.parametrize("notebook", list(PAIRS))
 def test_generated_exercise_notebook_scores_zero_with_the_same_items(graded, notebook):
     assert PAIRS[notebook][1].exists(), f"{PAIRS[notebook][1]} is missing: run `make exercises`"
     solved, blank = graded[("solved", notebook)], graded[("blank", notebook)]
-    assert [r.exercise for r in blank.rows] == [r.exercise for r in solved.rows] == [i.id for i in ALL[notebook]]
+    assert (
+        [r.exercise for r in blank.rows]
+        == [r.exercise for r in solved.rows]
+        == [i.id for i in ALL[notebook]]
+    )
     for row in blank.rows:
         if row.status != "manual":
             assert row.points == 0 and row.status == "failed" and "not attempted" in row.detail, row

@@ -7,7 +7,8 @@ import time
 import pytest
 import torch
 
-from rectifiers.grading import engine, item as it, probe
+from rectifiers.grading import engine, probe
+from rectifiers.grading import item as it
 from rectifiers.grading.items import examples as ex
 
 
@@ -20,7 +21,11 @@ class FakeChild:
         self.output = engine._CappedOutput()
 
     def send(self, message):
-        reply = {"type": "reply", "nonce": message["nonce"], "reply": probe.handle(self.namespace, message["request"])}
+        reply = {
+            "type": "reply",
+            "nonce": message["nonce"],
+            "reply": probe.handle(self.namespace, message["request"]),
+        }
         self.replies.append(self.alter(reply) if self.alter else reply)
 
     def receive(self, deadline):
@@ -33,7 +38,9 @@ GRADER = engine.Grader({}, call_timeout=2.5)
 
 
 def judge(item, child, errors=()):
-    return GRADER._check_item(child, item, torch.Generator().manual_seed(0), time.monotonic() + 60, list(errors))
+    return GRADER._check_item(
+        child, item, torch.Generator().manual_seed(0), time.monotonic() + 60, list(errors)
+    )
 
 
 def _leaky(x, negative_slope=0.01):
@@ -55,19 +62,30 @@ def test_a_wrong_hidden_answer_fails_and_says_which_case():
         return x
 
     outcome, _ = judge(ex.LEAKY_RELU, FakeChild({"leaky_relu": public_only}))
-    assert outcome.status == "failed" and "hidden case" in outcome.detail and "Hint:" in outcome.detail
+    assert (
+        outcome.status == "failed" and "hidden case" in outcome.detail and "Hint:" in outcome.detail
+    )
 
 
 def test_not_defined_mentions_the_first_failing_cell():
-    errors = [{"index": 2, "type": "NotImplementedError", "message": "x"}, {"index": 5, "type": "MemoryError", "message": "big"}]
+    errors = [
+        {"index": 2, "type": "NotImplementedError", "message": "x"},
+        {"index": 5, "type": "MemoryError", "message": "big"},
+    ]
     outcome, alive = judge(ex.LEAKY_RELU, FakeChild({}), errors)
     assert (outcome.status, alive) == ("failed", True)
-    assert outcome.detail == "not attempted: `leaky_relu` is not defined (cell 5 raised MemoryError: big [memory limit 4096 MB])"
+    assert (
+        outcome.detail
+        == "not attempted: `leaky_relu` is not defined (cell 5 raised MemoryError: big [memory limit 4096 MB])"
+    )
 
 
 def test_timeouts_and_lost_children_end_the_childs_use():
     outcome, alive = judge(ex.LEAKY_RELU, FakeChild({}, fail=engine._Timeout()))
-    assert (outcome.status, alive) == ("timeout", False) and "no answer within 2.5 s" in outcome.detail
+    assert (outcome.status, alive) == (
+        "timeout",
+        False,
+    ) and "no answer within 2.5 s" in outcome.detail
     outcome, alive = judge(ex.LEAKY_RELU, FakeChild({}, fail=engine._Lost("was killed by SIGKILL")))
     assert (outcome.status, alive) == ("error", False) and "was killed by SIGKILL" in outcome.detail
     outcome, alive = judge(ex.LEAKY_RELU, FakeChild({}, fail=engine._Protocol("bad frame")))
@@ -92,7 +110,9 @@ def test_malformed_replies_are_protocol_errors(alter, fragment):
 
 def test_an_output_that_cannot_be_decoded_is_an_error():
     bad = {"status": "ok", "output": {"$tensor": {"dtype": "float32", "shape": [9], "data": ""}}}
-    outcome, alive = judge(ex.LEAKY_RELU, FakeChild({"leaky_relu": _leaky}, alter=lambda r: {**r, "reply": bad}))
+    outcome, alive = judge(
+        ex.LEAKY_RELU, FakeChild({"leaky_relu": _leaky}, alter=lambda r: {**r, "reply": bad})
+    )
     assert (outcome.status, alive) == ("error", True) and "cannot be checked" in outcome.detail
 
 
@@ -123,7 +143,9 @@ def _broken(**overrides):
 def test_a_bug_in_an_item_is_the_graders_error_not_a_zero_for_everyone(item):
     outcome, alive = judge(item, FakeChild({"leaky_relu": _leaky}))
     assert (outcome.status, alive) == ("error", True)
-    assert outcome.detail.startswith("grader error in item demo.broken (not the submission's fault)")
+    assert outcome.detail.startswith(
+        "grader error in item demo.broken (not the submission's fault)"
+    )
 
 
 def test_a_compare_that_chokes_is_a_fail():
@@ -131,9 +153,14 @@ def test_a_compare_that_chokes_is_a_fail():
         def compare(self, student_output, expected):
             raise ValueError("odd output")
 
-    item = Choking("demo.choke", 1, "leaky_relu", reference=_leaky, public=[it.Case((torch.ones(2),))])
+    item = Choking(
+        "demo.choke", 1, "leaky_relu", reference=_leaky, public=[it.Case((torch.ones(2),))]
+    )
     outcome, _ = judge(item, FakeChild({"leaky_relu": _leaky}))
-    assert outcome.status == "failed" and "could not be compared (ValueError: odd output)" in outcome.detail
+    assert (
+        outcome.status == "failed"
+        and "could not be compared (ValueError: odd output)" in outcome.detail
+    )
 
 
 def test_describe_exit_and_clean():

@@ -12,7 +12,14 @@ import torch.nn.functional as F
 
 from rectifiers.grading import item as it
 from rectifiers.grading import probe, wire
-from rectifiers.grading.items import EXAMPLES, REGISTRY, RegistryError, _collect, combined, find_item
+from rectifiers.grading.items import (
+    EXAMPLES,
+    REGISTRY,
+    RegistryError,
+    _collect,
+    combined,
+    find_item,
+)
 from rectifiers.grading.items import examples as ex
 
 # --------------------------------------------------------------------------------------------
@@ -46,7 +53,11 @@ def test_equal_enough_values_pass(actual, expected):
         ([1.0, 2.0], torch.tensor([1.0, 2.0]), "expected a tensor, got a list"),
         (torch.ones(2), torch.ones(3), "expected shape (3,), got (2,)"),
         (torch.ones(2), torch.ones(2, dtype=torch.float64), "expected dtype torch.float64"),
-        (torch.tensor([1.0, 5.0]), torch.tensor([1.0, 2.0]), "at index (1,) got 5, expected 2 (max abs error 3)"),
+        (
+            torch.tensor([1.0, 5.0]),
+            torch.tensor([1.0, 2.0]),
+            "at index (1,) got 5, expected 2 (max abs error 3)",
+        ),
         (torch.tensor([1.0, float("nan")]), torch.tensor([1.0, 2.0]), "at index (1,) got nan"),
         (torch.tensor([1, 3]), torch.tensor([1, 2]), "at index (1,) got 3, expected 2"),
         (torch.ones(2), np.ones(2), "expected a numpy array"),
@@ -75,7 +86,9 @@ def test_differences_are_explained(actual, expected, fragment):
 def test_tolerances_and_dtype_option():
     assert it.compare_outputs(torch.tensor([1.1]), torch.tensor([1.0]), rtol=0, atol=0.2)[0]
     assert not it.compare_outputs(torch.tensor([1.1]), torch.tensor([1.0]), rtol=0, atol=0.05)[0]
-    assert it.compare_outputs(torch.ones(2), torch.ones(2, dtype=torch.float64), check_dtype=False)[0]
+    assert it.compare_outputs(torch.ones(2), torch.ones(2, dtype=torch.float64), check_dtype=False)[
+        0
+    ]
     assert it.compare_outputs(torch.tensor([1, 2]), torch.tensor([1.0, 2.0]), check_dtype=False)[0]
     with pytest.raises(TypeError, match="plain data"):
         it.compare_outputs(1, object())
@@ -119,7 +132,9 @@ def test_item_arguments_are_checked():
     with pytest.raises(TypeError, match="hidden must be callable"):
         it.ModuleItem("a", 1, "M", forward=abs, public=[], hidden=3)
     with pytest.raises(TypeError, match="hidden cases must be a sequence"):
-        it.FunctionItem("a", 1, "f", reference=abs, public=[], hidden=lambda rng: None).hidden_cases(torch.Generator())
+        it.FunctionItem(
+            "a", 1, "f", reference=abs, public=[], hidden=lambda rng: None
+        ).hidden_cases(torch.Generator())
 
 
 def test_base_auto_item_must_be_subclassed():
@@ -135,7 +150,10 @@ def test_base_auto_item_must_be_subclassed():
 
 
 def test_module_spec():
-    spec = it.ModuleSpec((("linear", {"in_features": 4, "out_features": 3}), ("prelu", {"num_parameters": 3})), seed=2)
+    spec = it.ModuleSpec(
+        (("linear", {"in_features": 4, "out_features": 3}), ("prelu", {"num_parameters": 3})),
+        seed=2,
+    )
     a, b = spec.build(), spec.build()
     assert [n for n, _ in a.named_parameters()] == ["0.weight", "0.bias", "1.weight"]
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
@@ -154,7 +172,11 @@ def test_module_spec():
         it.ModuleSpec(("relu",))
     with pytest.raises(ValueError, match="seed must be non-negative"):
         it.ModuleSpec((("relu", {}),), seed=-1)
-    for payload in ({"layers": "x", "seed": 0}, {"layers": [["relu"]], "seed": 0}, {"layers": [["lstm", {}]], "seed": 0}):
+    for payload in (
+        {"layers": "x", "seed": 0},
+        {"layers": [["relu"]], "seed": 0},
+        {"layers": [["lstm", {}]], "seed": 0},
+    ):
         with pytest.raises(wire.WireError):
             it.ModuleSpec.from_plain(payload)
 
@@ -166,24 +188,36 @@ def _param_groups(model, weight_decay):
 
 
 SPEC = it.ModuleSpec((("linear", {"in_features": 3, "out_features": 2}), ("prelu", {})), seed=1)
-GROUPS = it.FunctionItem("demo.groups", 1, "param_groups", reference=_param_groups, public=[it.Case((SPEC, 0.1))])
+GROUPS = it.FunctionItem(
+    "demo.groups", 1, "param_groups", reference=_param_groups, public=[it.Case((SPEC, 0.1))]
+)
 
 
 def test_function_item_with_a_module_argument_compares_parameter_references():
     case = GROUPS.public_cases()[0]
     expected = GROUPS.reference(case)
     assert expected[0]["params"] == [wire.ParamRef("0.weight")]
-    good = wire.decode(probe.handle({"param_groups": _param_groups}, GROUPS.request(case))["output"])
+    good = wire.decode(
+        probe.handle({"param_groups": _param_groups}, GROUPS.request(case))["output"]
+    )
     assert GROUPS.compare(good, expected) == (True, "")
-    swapped = lambda m, wd: [{"params": [m[0].bias], "weight_decay": wd}, {"params": [m[0].weight, m[1].weight], "weight_decay": 0.0}]  # noqa: E731
+    swapped = lambda m, wd: [
+        {"params": [m[0].bias], "weight_decay": wd},
+        {"params": [m[0].weight, m[1].weight], "weight_decay": 0.0},
+    ]  # noqa: E731
     bad = wire.decode(probe.handle({"param_groups": swapped}, GROUPS.request(case))["output"])
     ok, detail = GROUPS.compare(bad, expected)
     assert not ok and "ParamRef" in detail
-    assert GROUPS.describe(case) == "param_groups(Sequential(Linear(in_features=3, out_features=2), PReLU()), 0.1)"
+    assert (
+        GROUPS.describe(case)
+        == "param_groups(Sequential(Linear(in_features=3, out_features=2), PReLU()), 0.1)"
+    )
 
 
 def test_references_cannot_change_the_cases():
-    item = it.FunctionItem("demo.neg", 1, "neg_", reference=lambda t: t.neg_(), public=[it.Case((torch.ones(2),))])
+    item = it.FunctionItem(
+        "demo.neg", 1, "neg_", reference=lambda t: t.neg_(), public=[it.Case((torch.ones(2),))]
+    )
     case = item.public_cases()[0]
     item.reference(case)
     item.reference(case)
@@ -194,7 +228,14 @@ def test_in_place_items_compare_the_arguments_after_the_call():
     def fill_(t, value):
         t.fill_(value)
 
-    item = it.FunctionItem("demo.fill", 1, "fill_", reference=fill_, capture_args=True, public=[it.Case((torch.zeros(2), 3.0))])
+    item = it.FunctionItem(
+        "demo.fill",
+        1,
+        "fill_",
+        reference=fill_,
+        capture_args=True,
+        public=[it.Case((torch.zeros(2), 3.0))],
+    )
     case = item.public_cases()[0]
     expected = item.reference(case)
     assert expected["output"] is None and torch.equal(expected["args"][0], torch.full((2,), 3.0))
@@ -205,7 +246,9 @@ def test_in_place_items_compare_the_arguments_after_the_call():
 
 
 def test_seeded_cases_reproduce_randomness_on_both_sides():
-    item = it.FunctionItem("demo.noise", 1, "noise", reference=lambda n: torch.randn(n), public=[it.Case((3,), seed=5)])
+    item = it.FunctionItem(
+        "demo.noise", 1, "noise", reference=lambda n: torch.randn(n), public=[it.Case((3,), seed=5)]
+    )
     case = item.public_cases()[0]
     reply = probe.handle({"noise": lambda n: torch.randn(n)}, item.request(case))
     assert item.compare(wire.decode(reply["output"]), item.reference(case)) == (True, "")
@@ -237,8 +280,13 @@ def test_example_hidden_cases_depend_on_the_seed():
 
     first, again, other = draw(1), draw(1), draw(2)
     assert len(first) == 6
-    assert all(torch.equal(a.args[0], b.args[0]) and a.kwargs == b.kwargs for a, b in zip(first, again))
-    assert any(a.args[0].shape != b.args[0].shape or not torch.equal(a.args[0], b.args[0]) for a, b in zip(first, other))
+    assert all(
+        torch.equal(a.args[0], b.args[0]) and a.kwargs == b.kwargs for a, b in zip(first, again)
+    )
+    assert any(
+        a.args[0].shape != b.args[0].shape or not torch.equal(a.args[0], b.args[0])
+        for a, b in zip(first, other)
+    )
     assert len(ex.PRELU_MODULE.hidden_cases(torch.Generator().manual_seed(1))) == 3
 
 
@@ -292,12 +340,16 @@ class _Crash(_GoodPReLU):
     ],
 )
 def test_module_item_recomputes_outputs_from_the_learners_state(cls, fragment):
-    cases = ex.PRELU_MODULE.public_cases() + ex.PRELU_MODULE.hidden_cases(torch.Generator().manual_seed(0))
+    cases = ex.PRELU_MODULE.public_cases() + ex.PRELU_MODULE.hidden_cases(
+        torch.Generator().manual_seed(0)
+    )
     results = []
     for case in cases:
         reply = probe.handle({"ChannelPReLU": cls}, ex.PRELU_MODULE.request(case))
         assert reply["status"] == "ok", reply
-        results.append(ex.PRELU_MODULE.compare(wire.decode(reply["output"]), ex.PRELU_MODULE.reference(case)))
+        results.append(
+            ex.PRELU_MODULE.compare(wire.decode(reply["output"]), ex.PRELU_MODULE.reference(case))
+        )
     if not fragment:
         assert all(ok for ok, _ in results), results
     else:
@@ -309,9 +361,16 @@ def test_module_item_rejects_what_is_not_a_module_and_states_that_do_not_fit():
     case = item.public_cases()[0]
     assert "must be an nn.Module" in item.compare({"module": 3, "outputs": [1]}, case)[1]
     assert "did not send back a module" in item.compare([1], case)[1]
-    assert "wrong number of outputs" in item.compare({"module": wire.ModuleState("X"), "outputs": []}, case)[1]
-    odd = it.ModuleItem("demo.m", 1, "M", forward=lambda state, x: state["missing"] * x, public=[case])
-    ok, detail = odd.compare({"module": wire.ModuleState("X", {}), "outputs": [torch.zeros(1)]}, case)
+    assert (
+        "wrong number of outputs"
+        in item.compare({"module": wire.ModuleState("X"), "outputs": []}, case)[1]
+    )
+    odd = it.ModuleItem(
+        "demo.m", 1, "M", forward=lambda state, x: state["missing"] * x, public=[case]
+    )
+    ok, detail = odd.compare(
+        {"module": wire.ModuleState("X", {}), "outputs": [torch.zeros(1)]}, case
+    )
     assert not ok and "does not fit (KeyError" in detail
     assert item.describe(it.Case((), {"num_parameters": 2})) == "ChannelPReLU(num_parameters=2)"
     assert item.describe(it.Case(label="custom")) == "custom"
@@ -341,12 +400,21 @@ def test_probe_statuses():
         raise SystemExit(4)
 
     assert probe.handle({"leaky_relu": quits}, request)["type"] == "SystemExit"
-    assert probe.handle({"leaky_relu": lambda *a, **k: torch.zeros(2, dtype=torch.complex64)}, request)["type"] == "UnsupportedOutput"
+    assert (
+        probe.handle(
+            {"leaky_relu": lambda *a, **k: torch.zeros(2, dtype=torch.complex64)}, request
+        )["type"]
+        == "UnsupportedOutput"
+    )
 
     def hungry(x, negative_slope=0.01):
         raise MemoryError()
 
-    assert probe.handle({"leaky_relu": hungry}, request) == {"status": "error", "type": "MemoryError", "message": "out of memory"}
+    assert probe.handle({"leaky_relu": hungry}, request) == {
+        "status": "error",
+        "type": "MemoryError",
+        "message": "out of memory",
+    }
 
     class Unprintable(Exception):
         def __str__(self):
@@ -357,8 +425,14 @@ def test_probe_statuses():
 
     assert probe.handle({"leaky_relu": odd}, request)["message"] == "<unprintable>"
     module_request = ex.PRELU_MODULE.request(ex.PRELU_MODULE.public_cases()[0])
-    assert probe.handle({"ChannelPReLU": lambda: 1}, module_request)["message"] == "`ChannelPReLU` is not a class"
-    assert probe.handle({"x": 1}, {**request, "name": "x", "mode": "teleport"})["message"] == "unknown mode 'teleport'"
+    assert (
+        probe.handle({"ChannelPReLU": lambda: 1}, module_request)["message"]
+        == "`ChannelPReLU` is not a class"
+    )
+    assert (
+        probe.handle({"x": 1}, {**request, "name": "x", "mode": "teleport"})["message"]
+        == "unknown mode 'teleport'"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,7 +445,10 @@ def _module(name, notebook, items):
 
 def test_registry_rules():
     a, b = it.ManualItem("x.a", 1), it.ManualItem("x.b", 1)
-    assert _collect([_module("m1", "01_x", [a]), _module("m2", "02_y", [b])]) == {"01_x": [a], "02_y": [b]}
+    assert _collect([_module("m1", "01_x", [a]), _module("m2", "02_y", [b])]) == {
+        "01_x": [a],
+        "02_y": [b],
+    }
     with pytest.raises(RegistryError, match="NOTEBOOK as a str"):
         _collect([_module("m1", None, [a])])
     with pytest.raises(RegistryError, match="list of Item"):

@@ -45,28 +45,53 @@ def _serve_quietly(fd):
 
 
 def test_runner_runs_cells_like_a_notebook_and_answers_probes(runner, capsys):
-    cells = [[0, SOLUTION], [1, "1 / 0"], [2, "%time answer = 42"], [3, "def broken(:"], [4, "after = answer + 1"]]
+    cells = [
+        [0, SOLUTION],
+        [1, "1 / 0"],
+        [2, "%time answer = 42"],
+        [3, "def broken(:"],
+        [4, "after = answer + 1"],
+    ]
     runner.send({"cells": cells})
     messages = [runner.receive() for _ in range(6)]
     assert [m["index"] for m in messages[:5]] == [0, 1, 2, 3, 4]
     executed = messages[5]
     assert executed["type"] == "executed"
-    assert [(e["index"], e["type"]) for e in executed["errors"]] == [(1, "ZeroDivisionError"), (3, "SyntaxError")]
+    assert [(e["index"], e["type"]) for e in executed["errors"]] == [
+        (1, "ZeroDivisionError"),
+        (3, "SyntaxError"),
+    ]
     assert public.GRADING is True
 
     case = ex.LEAKY_RELU.public_cases()[0]
     runner.send({"type": "probe", "nonce": "n1", "request": ex.LEAKY_RELU.request(case)})
     reply = runner.receive()
     assert reply["type"] == "reply" and reply["nonce"] == "n1"
-    assert ex.LEAKY_RELU.compare(wire.decode(reply["reply"]["output"]), ex.LEAKY_RELU.reference(case)) == (True, "")
+    assert ex.LEAKY_RELU.compare(
+        wire.decode(reply["reply"]["output"]), ex.LEAKY_RELU.reference(case)
+    ) == (True, "")
 
-    runner.send({"type": "probe", "nonce": "n2", "request": {**ex.LEAKY_RELU.request(case), "name": "after"}})
+    runner.send(
+        {
+            "type": "probe",
+            "nonce": "n2",
+            "request": {**ex.LEAKY_RELU.request(case), "name": "after"},
+        }
+    )
     assert runner.receive()["reply"]["status"] == "error"  # `after` is 43, not a function
 
-    huge = {"mode": "value", "name": "big", "args": [], "kwargs": {"$dict": []}, "inputs": {"$tuple": []}}
+    huge = {
+        "mode": "value",
+        "name": "big",
+        "args": [],
+        "kwargs": {"$dict": []},
+        "inputs": {"$tuple": []},
+    }
     runner.send({"type": "probe", "nonce": "n3", "request": {**huge, "name": "answer"}})
     assert runner.receive()["reply"] == {"status": "ok", "output": 42}
-    runner.send({"type": "probe", "nonce": "n4", "request": {"name": "answer"}})  # malformed request
+    runner.send(
+        {"type": "probe", "nonce": "n4", "request": {"name": "answer"}}
+    )  # malformed request
     assert runner.receive()["reply"]["type"] == "KeyError"
     runner.send({"type": "bye"})
 
@@ -107,7 +132,14 @@ def _in_child(step) -> dict:
 def test_apply_limits():
     def step():
         _sandbox.apply_limits(2048 * 2**20, 2**20, 30, 64, 50)
-        names = ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_CPU")
+        names = (
+            "RLIMIT_AS",
+            "RLIMIT_CORE",
+            "RLIMIT_FSIZE",
+            "RLIMIT_NOFILE",
+            "RLIMIT_NPROC",
+            "RLIMIT_CPU",
+        )
         limits = {name: resource.getrlimit(getattr(resource, name)) for name in names}
         try:
             bytearray(3 * 2**30)
@@ -133,7 +165,10 @@ def test_drop_privileges_is_irreversible():
             regained = True
         except PermissionError:
             regained = False
-        return {"ids": [os.getuid(), os.geteuid(), os.getgid(), os.getgroups()], "regained": regained}
+        return {
+            "ids": [os.getuid(), os.geteuid(), os.getgid(), os.getgroups()],
+            "regained": regained,
+        }
 
     assert _in_child(step) == {"ids": [61999, 61999, 61999, []], "regained": False}
 
@@ -152,7 +187,10 @@ def test_isolate_filesystem_leaves_only_the_workdir_writable():
         child = os.fork()
         if child == 0:
             _sandbox.isolate_filesystem(workdir, [hidden], new_proc=True, expose=[])
-            seen = {"hidden": os.listdir(hidden), "pids": sorted(p for p in os.listdir("/proc") if p.isdigit())}
+            seen = {
+                "hidden": os.listdir(hidden),
+                "pids": sorted(p for p in os.listdir("/proc") if p.isdigit()),
+            }
             for name, folder in (("work", workdir), ("other", other)):
                 try:
                     with open(os.path.join(folder, "f"), "w") as handle:

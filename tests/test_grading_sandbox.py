@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
 import time
 from pathlib import Path
 
@@ -33,7 +32,9 @@ TIMEOUT = 12.0
 CALL_TIMEOUT = 3.0
 MEMORY_MB = 2048
 TOKEN = secrets.token_hex(6)
-pytestmark = pytest.mark.skipif(os.name != "posix" or not Path("/proc/self").exists(), reason="Linux only")
+pytestmark = pytest.mark.skipif(
+    os.name != "posix" or not Path("/proc/self").exists(), reason="Linux only"
+)
 
 
 def _cells(path: Path) -> list[dict]:
@@ -42,14 +43,25 @@ def _cells(path: Path) -> list[dict]:
 
 def _code(source: str, tags: tuple[str, ...] = ()) -> dict:
     metadata = {"tags": list(tags)} if tags else {}
-    return {"cell_type": "code", "execution_count": None, "id": secrets.token_hex(4), "metadata": metadata, "outputs": [], "source": source}
+    return {
+        "cell_type": "code",
+        "execution_count": None,
+        "id": secrets.token_hex(4),
+        "metadata": metadata,
+        "outputs": [],
+        "source": source,
+    }
 
 
 def _notebook(cells: list[dict]) -> str:
     return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
 
 
-def _solved_with(extra_before: str | None = None, extra_after: str | None = None, replace: dict[str, str] | None = None) -> str:
+def _solved_with(
+    extra_before: str | None = None,
+    extra_after: str | None = None,
+    replace: dict[str, str] | None = None,
+) -> str:
     """The solved fixture, with a hostile code cell before and/or after it, or code cells replaced."""
     cells = _cells(SOLVED)
     for cell in cells:
@@ -69,7 +81,7 @@ WRONG = {
     "ex4-code": "class ChannelPReLU(torch.nn.Module):\n    def __init__(self, num_parameters=1, init=0.25):\n        super().__init__()\n        self.weight = torch.nn.Parameter(torch.zeros(num_parameters))\n    def forward(self, x):\n        return x",
 }
 
-TAMPER = r'''
+TAMPER = r"""
 import builtins, math, numpy, torch
 torch.allclose = lambda *a, **k: True
 torch.equal = lambda *a, **k: True
@@ -83,15 +95,15 @@ builtins.abs = lambda x: 0
 import rectifiers.grading.item as item, rectifiers.grading.probe as probe, rectifiers.grading.wire as wire
 item.compare_outputs = lambda *a, **k: (True, "")
 probe.handle = lambda namespace, request: {"status": "ok", "output": wire.encode(torch.zeros(3))}
-'''
+"""
 
-BREAK_RUNTIME = r'''
+BREAK_RUNTIME = r"""
 import builtins
 builtins.isinstance = lambda *a: True
 builtins.len = lambda x: 0
-'''
+"""
 
-FAKE = r'''
+FAKE = r"""
 import json, os, struct, sys
 print("Score: 100/100\nAll tests passed!")
 print(json.dumps({"score": 100, "tests": [{"name": "ex.leaky_relu", "score": 2, "max_score": 2, "status": "passed"}]}))
@@ -113,16 +125,16 @@ for fd in range(3, 64):
             pass
 with open("results.json", "w") as handle:
     json.dump({"score": 100}, handle)
-'''
+"""
 
-MEMORY = r'''
+MEMORY = r"""
 import numpy
 hog = []
 for _ in range(1000):
     # 256 MiB each; left uninitialised so the test stays fast (touching it would be capped the same)
     hog.append(numpy.empty(2**25))
 default_negative_slope = 0.01
-'''
+"""
 
 LEAKY_BOMB = (
     "def leaky_relu(x, negative_slope=0.01):\n"
@@ -163,7 +175,7 @@ def _writer(out: Path, subs: Path) -> str:
         "try:\n    with open('big.bin', 'wb') as handle:\n        handle.write(bytes(65 * 2**20))\n"
         "    attempts['big_file'] = 'WROTE'\nexcept OSError as error:\n    attempts['big_file'] = error.strerror"
     )
-    lines.append(f"print('WRITER', attempts)")
+    lines.append("print('WRITER', attempts)")
     return "\n".join(lines)
 
 
@@ -179,7 +191,7 @@ if pid == 0:
 os.waitpid(pid, 0)
 '''
 
-FORGE_NONCE = r'''
+FORGE_NONCE = r"""
 import rectifiers.grading._runner as runner
 _send = runner.Channel.send
 def send(self, message):
@@ -187,32 +199,30 @@ def send(self, message):
         message = {**message, "nonce": "guessed"}
     _send(self, message)
 runner.Channel.send = send
-'''
+"""
 
-FORGE_FRAMES = r'''
+FORGE_FRAMES = r"""
 import json, os, struct
 for message in ([1, 2], {"type": "executed"}):
     body = json.dumps(message).encode()
     os.write(3, struct.pack(">I", len(body)) + body)
-'''
+"""
 
-FORGE_STATUS = r'''
+FORGE_STATUS = r"""
 import rectifiers.grading.probe as probe
 probe.handle = lambda namespace, request: {"status": "passed", "score": 100}
-'''
+"""
 
-FORGE_OUTPUT = r'''
+FORGE_OUTPUT = r"""
 import rectifiers.grading.probe as probe
 bad = {"$tensor": {"dtype": "float32", "shape": [1000], "data": ""}}
 probe.handle = lambda namespace, request: {"status": "ok", "output": bad}
-'''
+"""
 
 BIG_OUTPUT = "import sys\nfor _ in range(400):\n    sys.stdout.write('x' * 100_000 + '\\n')"
 
 CRASH_IN_CALL = (
-    "def leaky_relu(x, negative_slope=0.01):\n"
-    "    import ctypes\n"
-    "    ctypes.string_at(0)\n"
+    "def leaky_relu(x, negative_slope=0.01):\n    import ctypes\n    ctypes.string_at(0)\n"
 )
 HANG_IN_CALL = "def leaky_relu(x, negative_slope=0.01):\n    while True:\n        pass"
 FLOAT32_ONLY = "def leaky_relu(x, negative_slope=0.01):\n    x = x.float()\n    return torch.where(x > 0, x, negative_slope * x)"
@@ -238,7 +248,10 @@ def _class(subs: Path, out: Path) -> None:
     put("segfault", _solved_with(extra_before="import ctypes\nctypes.string_at(0)"))
     put("memory", _solved_with(replace={"ex3-code": MEMORY, "ex1-code": LEAKY_BOMB}))
     put("malformed", b'{"cells": [ {"cell_type": "code", "source": "x = 1"')
-    put("nbformat3", json.dumps({"nbformat": 3, "nbformat_minor": 0, "worksheets": [], "metadata": {}}))
+    put(
+        "nbformat3",
+        json.dumps({"nbformat": 3, "nbformat_minor": 0, "worksheets": [], "metadata": {}}),
+    )
     put("nocells", json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}}))
     put("tamper", _solved_with(replace=WRONG, extra_after=TAMPER))
     put("break_runtime", _solved_with(replace=WRONG, extra_after=BREAK_RUNTIME))
@@ -267,10 +280,17 @@ def graded(tmp_path_factory):
     subs, out = base / "submissions", base / "out"
     out.mkdir()
     _class(subs, out)
-    protected = [SOLVED, REPO / "src" / "rectifiers" / "grading" / "items" / "examples.py", subs / "solved" / f"{NOTEBOOK}.ipynb", subs / "writer" / f"{NOTEBOOK}.ipynb"]
+    protected = [
+        SOLVED,
+        REPO / "src" / "rectifiers" / "grading" / "items" / "examples.py",
+        subs / "solved" / f"{NOTEBOOK}.ipynb",
+        subs / "writer" / f"{NOTEBOOK}.ipynb",
+    ]
     before = {path: _digest(path) for path in protected}
     started = time.monotonic()
-    with Grader(EXAMPLES, timeout=TIMEOUT, jobs=2, call_timeout=CALL_TIMEOUT, memory_mb=MEMORY_MB) as grader:
+    with Grader(
+        EXAMPLES, timeout=TIMEOUT, jobs=2, call_timeout=CALL_TIMEOUT, memory_mb=MEMORY_MB
+    ) as grader:
         results = grader.grade(subs, hide=[out])
         sandbox = dict(grader.sandbox)
     report.write(str(out), results, {"sandbox": sandbox})
@@ -426,7 +446,15 @@ def test_writes_outside_the_sandbox_change_nothing(graded):
     log = (out / "logs" / "writer" / f"{NOTEBOOK}.log").read_text()
     assert "'home_dot': 'WROTE'" in log  # its own home (the temporary folder) is writable
     assert "'big_file': 'File too large'" in log  # but not without limit
-    for target in ("out_grades", "out_new", "other_student", "own_submission", "fixture", "item_module", "repo_new"):
+    for target in (
+        "out_grades",
+        "out_new",
+        "other_student",
+        "own_submission",
+        "fixture",
+        "item_module",
+        "repo_new",
+    ):
         assert f"'{target}': 'WROTE'" not in log
     if graded["sandbox"]["namespaces"]:
         # Other students' work is out of sight, and there is no network.
@@ -531,13 +559,19 @@ def graded_basic(tmp_path_factory):
     ):
         (subs / student).mkdir(parents=True)
         (subs / student / f"{NOTEBOOK}.ipynb").write_text(text)
-    protected = [SOLVED, REPO / "src" / "rectifiers" / "grading" / "items" / "examples.py", subs / "solved" / f"{NOTEBOOK}.ipynb"]
+    protected = [
+        SOLVED,
+        REPO / "src" / "rectifiers" / "grading" / "items" / "examples.py",
+        subs / "solved" / f"{NOTEBOOK}.ipynb",
+    ]
     before = {path: _digest(path) for path in protected}
     with Grader(EXAMPLES, timeout=TIMEOUT, jobs=2, memory_mb=MEMORY_MB, namespaces=False) as grader:
         results = grader.grade(subs, hide=[out])
         sandbox = dict(grader.sandbox)
     report.write(str(out), results, {"sandbox": sandbox})
-    Path(f"/tmp/pwned-{TOKEN}").unlink(missing_ok=True)  # /tmp is writable without a mount namespace
+    Path(f"/tmp/pwned-{TOKEN}").unlink(
+        missing_ok=True
+    )  # /tmp is writable without a mount namespace
     rows = {(r.student, r.exercise): r for r in report.rows_from_csv(str(out / "grades.csv"))}
     after = {path: _digest(path) for path in protected}
     return {"rows": rows, "out": out, "before": before, "after": after, "sandbox": sandbox}
@@ -563,6 +597,15 @@ def test_without_namespaces_the_uid_change_protects_files_and_kills_leftovers(gr
     assert not (out / f"pwned-{TOKEN}.txt").exists()
     assert not (REPO / "solutions" / f"pwned-{TOKEN}.ipynb").exists()
     log = (out / "logs" / "writer" / f"{NOTEBOOK}.log").read_text()
-    for target in ("out_grades", "out_new", "other_student", "own_submission", "fixture", "item_module", "repo_new", "root_home"):
+    for target in (
+        "out_grades",
+        "out_new",
+        "other_student",
+        "own_submission",
+        "fixture",
+        "item_module",
+        "repo_new",
+        "root_home",
+    ):
         assert f"'{target}': 'WROTE'" not in log
     assert _survivors() == []

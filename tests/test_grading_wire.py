@@ -22,7 +22,11 @@ def roundtrip(value, **kwargs):
 
 
 def test_plain_values_roundtrip_with_their_types():
-    value = {"a": [1, 2.5, None, True, "s"], ("t", 1): (1.0, [float("inf"), -math.inf]), 3: {"nested": ()}}
+    value = {
+        "a": [1, 2.5, None, True, "s"],
+        ("t", 1): (1.0, [float("inf"), -math.inf]),
+        3: {"nested": ()},
+    }
     back = roundtrip(value)
     assert back == value
     assert isinstance(back[("t", 1)], tuple) and isinstance(back["a"], list)
@@ -34,7 +38,10 @@ def test_tensors_roundtrip_bit_for_bit(dtype):
     source = (torch.arange(-6, 6).reshape(3, 4) * 1.7).to(dtype)
     back = roundtrip(source)
     assert back.dtype == dtype and back.shape == source.shape
-    assert torch.equal(back.view(torch.uint8) if dtype != torch.bool else back, source.view(torch.uint8) if dtype != torch.bool else source)
+    assert torch.equal(
+        back.view(torch.uint8) if dtype != torch.bool else back,
+        source.view(torch.uint8) if dtype != torch.bool else source,
+    )
 
 
 @given(
@@ -45,8 +52,10 @@ def test_float_tensors_roundtrip_any_values(values, dtype):
     source = torch.tensor(values, dtype=torch.float32).to(dtype)
     back = roundtrip(source)
     assert back.dtype == dtype and back.shape == source.shape
-    assert torch.equal(back.view(torch.int16 if dtype in (torch.float16, torch.bfloat16) else torch.uint8),
-                       source.view(torch.int16 if dtype in (torch.float16, torch.bfloat16) else torch.uint8))
+    assert torch.equal(
+        back.view(torch.int16 if dtype in (torch.float16, torch.bfloat16) else torch.uint8),
+        source.view(torch.int16 if dtype in (torch.float16, torch.bfloat16) else torch.uint8),
+    )
 
 
 def test_special_values():
@@ -57,8 +66,16 @@ def test_special_values():
     assert isinstance(parameter, torch.nn.Parameter) and parameter.requires_grad
     assert roundtrip(torch.ones(2, requires_grad=True)).requires_grad
     array = roundtrip(np.arange(6, dtype=np.int16).reshape(2, 3))
-    assert isinstance(array, np.ndarray) and array.dtype == np.int16 and array.tolist() == [[0, 1, 2], [3, 4, 5]]
-    assert roundtrip(np.float32(1.5)) == 1.5 and roundtrip(np.int64(3)) == 3 and roundtrip(np.bool_(True)) is True
+    assert (
+        isinstance(array, np.ndarray)
+        and array.dtype == np.int16
+        and array.tolist() == [[0, 1, 2], [3, 4, 5]]
+    )
+    assert (
+        roundtrip(np.float32(1.5)) == 1.5
+        and roundtrip(np.int64(3)) == 3
+        and roundtrip(np.bool_(True)) is True
+    )
     assert roundtrip(torch.float16) is torch.float16
     assert roundtrip(torch.Size([2, 3])) == (2, 3)
     assert roundtrip(2**70) == wire.Unsupported("int wider than 63 bits")
@@ -69,7 +86,9 @@ def test_modules_and_parameter_references():
     module = torch.nn.Linear(3, 2)
     state = roundtrip(module)
     assert isinstance(state, wire.ModuleState) and state.type_name == "Linear"
-    assert state.parameters == ("weight", "bias") and torch.equal(state.state["weight"], module.weight.detach())
+    assert state.parameters == ("weight", "bias") and torch.equal(
+        state.state["weight"], module.weight.detach()
+    )
     names = {id(module.weight): "weight"}
     reference, bias = roundtrip([module.weight, module.bias], param_names=names)
     assert reference == wire.ParamRef("weight") and torch.equal(bias, module.bias.detach())
@@ -79,7 +98,9 @@ def test_module_specs_are_built_on_the_receiving_side():
     spec = ModuleSpec((("linear", {"in_features": 2, "out_features": 2}),), seed=3)
     payload = wire.encode([spec], module_spec_type=ModuleSpec)
     built = wire.decode(payload, build_module=lambda p: ModuleSpec.from_plain(p).build())
-    assert isinstance(built[0], torch.nn.Linear) and torch.equal(built[0].weight, spec.build().weight)
+    assert isinstance(built[0], torch.nn.Linear) and torch.equal(
+        built[0].weight, spec.build().weight
+    )
     with pytest.raises(wire.WireError, match="not accepted"):
         wire.decode(payload)
 
@@ -155,7 +176,12 @@ def test_frames():
     assert reader.feed(data[3:]) == [{"a": 1}, [2]] and reader.pending == 0
     with pytest.raises(wire.WireError, match="exceeds"):
         wire.FrameReader(max_bytes=10).feed(struct.pack(">I", 11) + b"x" * 11)
-    for body, message in ((b"{", "malformed"), (b"NaN", "bare NaN"), (b"\xff", "malformed"), (b"[" * 100_000, "malformed")):
+    for body, message in (
+        (b"{", "malformed"),
+        (b"NaN", "bare NaN"),
+        (b"\xff", "malformed"),
+        (b"[" * 100_000, "malformed"),
+    ):
         with pytest.raises(wire.WireError, match=message):
             wire.FrameReader().feed(struct.pack(">I", len(body)) + body)
     with pytest.raises(ValueError):

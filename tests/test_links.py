@@ -11,7 +11,6 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import pytest
 import yaml
-from bs4 import BeautifulSoup
 from browser_helpers import (
     book_dir,
     cite_keys,
@@ -22,6 +21,7 @@ from browser_helpers import (
     source_file,
     toc_docnames,
 )
+from bs4 import BeautifulSoup
 from pybtex.database import parse_file
 from pybtex.richtext import Text
 
@@ -49,8 +49,11 @@ def test_every_internal_link_and_anchor_resolves(built_html: Path) -> None:
 
 
 def test_every_toc_page_was_built(built_html: Path) -> None:
-    missing = [name for name in toc_docnames(book_dir() / "_toc.yml")
-               if not (built_html / f"{name}.html").is_file()]
+    missing = [
+        name
+        for name in toc_docnames(book_dir() / "_toc.yml")
+        if not (built_html / f"{name}.html").is_file()
+    ]
     assert not missing, f"in _toc.yml but not in {built_html} (stale build? rebuild): {missing}"
 
 
@@ -93,14 +96,18 @@ def test_every_citation_resolves_to_a_bibliography_entry(built_html: Path) -> No
             target = urlsplit(urljoin(f"/{docname}.html", link["href"]))
             target_page = (built_html / unquote(target.path).lstrip("/")).resolve()
             if unquote(target.fragment) not in entries.get(target_page, set()):
-                problems.append(f"{docname}: citation {link.get_text()!r} -> {link['href']} is "
-                                "not an entry of a bibliography page")
+                problems.append(
+                    f"{docname}: citation {link.get_text()!r} -> {link['href']} is "
+                    "not an entry of a bibliography page"
+                )
         rendered = [normalise_text(link.get("title", "")) for link in links]
         for key in cite_keys(source.read_text(encoding="utf-8")):
             if key not in titles:
                 problems.append(f"{docname}: cites {key!r}, which no bibtex_bibfiles entry has")
             elif not any(titles[key] and titles[key] in title for title in rendered):
                 problems.append(f"{docname}: the citation of {key!r} is missing from the page")
-    print(f"\ncitations: {citations} citation links, {sum(map(len, entries.values()))} "
-          f"bibliography entries on {len(entries)} page(s)")
+    print(
+        f"\ncitations: {citations} citation links, {sum(map(len, entries.values()))} "
+        f"bibliography entries on {len(entries)} page(s)"
+    )
     assert not problems, "\n  ".join(problems)

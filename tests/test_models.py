@@ -27,12 +27,15 @@ def test_arguments_are_used():
     assert {m.negative_slope for m in model.modules() if isinstance(m, nn.LeakyReLU)} == {0.2}
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"num_classes": 0}, ValueError, "num_classes"),
-    ({"num_classes": 2.0}, TypeError, "num_classes"),
-    ({"negative_slope": float("nan")}, ValueError, "negative_slope"),
-    ({"negative_slope": "0.1"}, TypeError, "negative_slope"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"num_classes": 0}, ValueError, "num_classes"),
+        ({"num_classes": 2.0}, TypeError, "num_classes"),
+        ({"negative_slope": float("nan")}, ValueError, "negative_slope"),
+        ({"negative_slope": "0.1"}, TypeError, "negative_slope"),
+    ],
+)
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         SmallCNN(**kwargs)

@@ -47,7 +47,12 @@ def test_conv_batchnorm_prelu_per_channel():
     model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.BatchNorm2d(16), nn.PReLU(num_parameters=16))
     decay, no_decay = _split(model)
     assert _ids(decay) == {id(model[0].weight)}
-    assert _ids(no_decay) == {id(model[0].bias), id(model[1].weight), id(model[1].bias), id(model[2].weight)}
+    assert _ids(no_decay) == {
+        id(model[0].bias),
+        id(model[1].weight),
+        id(model[1].bias),
+        id(model[2].weight),
+    }
 
 
 class _Block(nn.Module):
@@ -65,7 +70,9 @@ class _Deep(nn.Module):
     def __init__(self):
         super().__init__()
         self.stem = nn.Conv1d(2, 4, 3, bias=False)
-        self.blocks = nn.ModuleList([nn.Sequential(_Block(4), nn.ModuleDict({"inner": _Block(4)})) for _ in range(2)])
+        self.blocks = nn.ModuleList(
+            [nn.Sequential(_Block(4), nn.ModuleDict({"inner": _Block(4)})) for _ in range(2)]
+        )
         self.rnn = nn.GRU(4, 4)
         self.attn = nn.MultiheadAttention(4, 2, add_bias_kv=True)
         self.head = nn.Linear(4, 3)
@@ -88,7 +95,14 @@ def test_nested_modules_any_depth():
         "head.weight",
     } | {n for n in named if n.endswith("fc.weight")}
     assert _ids(decay) == {id(named[n]) for n in expected_decay}
-    for n in ["rnn.bias_ih_l0", "rnn.bias_hh_l0", "attn.in_proj_bias", "attn.bias_k", "attn.bias_v", "head.bias"]:
+    for n in [
+        "rnn.bias_ih_l0",
+        "rnn.bias_hh_l0",
+        "attn.in_proj_bias",
+        "attn.bias_k",
+        "attn.bias_v",
+        "head.bias",
+    ]:
         assert id(named[n]) in _ids(no_decay), n
 
 

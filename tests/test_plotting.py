@@ -52,9 +52,11 @@ def test_use_style_sets_the_book_style(restore_rcparams):
     assert params["axes.grid"] is True
     assert params["axes.spines.top"] is False and params["axes.spines.right"] is False
     assert list(params["figure.figsize"]) == [6.4, 3.8]
-    assert params["axes.prop_cycle"].by_key()["color"][:3] == [COLORS["relu"],
-                                                                COLORS["leaky_relu"],
-                                                                COLORS["prelu"]]
+    assert params["axes.prop_cycle"].by_key()["color"][:3] == [
+        COLORS["relu"],
+        COLORS["leaky_relu"],
+        COLORS["prelu"],
+    ]
 
 
 def test_style_context_is_temporary(restore_rcparams):
@@ -175,12 +177,15 @@ def test_plot_band_draws_a_labelled_line_and_its_band():
     np.testing.assert_allclose(line.get_ydata(), [0.1, 0.5, 0.6], rtol=1e-6)
     (band,) = ax.collections
     vertices = band.get_paths()[0].vertices
-    assert vertices[:, 1].max() == pytest.approx(0.65) and vertices[:, 1].min() == pytest.approx(0.1)
+    assert vertices[:, 1].max() == pytest.approx(0.65) and vertices[:, 1].min() == pytest.approx(
+        0.1
+    )
     assert matplotlib.colors.same_color(band.get_facecolor()[0][:3], COLORS["relu"])
     # Without a colour: the band follows the line's colour from the cycle.
     second = plot_band(ax, torch.arange(3), mean, half, label="other")
-    assert matplotlib.colors.same_color(ax.collections[1].get_facecolor()[0][:3],
-                                        second.get_color())
+    assert matplotlib.colors.same_color(
+        ax.collections[1].get_facecolor()[0][:3], second.get_color()
+    )
 
 
 @pytest.mark.parametrize(
@@ -203,8 +208,14 @@ def test_plot_band_draws_a_labelled_line_and_its_band():
 )
 def test_plot_band_rejects_bad_arguments(change, error, match):
     fig, ax = plt.subplots()
-    arguments = {"ax": ax, "x": torch.arange(3), "mean": torch.zeros(3),
-                 "halfwidth": torch.zeros(3), "label": "line", **change}
+    arguments = {
+        "ax": ax,
+        "x": torch.arange(3),
+        "mean": torch.zeros(3),
+        "halfwidth": torch.zeros(3),
+        "label": "line",
+        **change,
+    }
     with pytest.raises(error, match=match):
         plot_band(**arguments)
 
@@ -213,8 +224,7 @@ def test_finish_labels_and_adds_the_legend():
     fig, ax = plt.subplots()
     ax.plot([0, 1], [0, 1], label="ReLU")
     assert finish(ax, xlabel="epoch", ylabel="test accuracy", title="Sweep") is ax
-    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("epoch", "test accuracy",
-                                                                   "Sweep")
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("epoch", "test accuracy", "Sweep")
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["ReLU"]
     check_figure(fig)
 
@@ -274,6 +284,5 @@ def test_check_figure_lists_what_is_missing():
 
 
 def test_docstring_examples(restore_rcparams):
-    result = doctest.testmod(plotting_module, extraglobs={"torch": torch,
-                                                          "matplotlib": matplotlib})
+    result = doctest.testmod(plotting_module, extraglobs={"torch": torch, "matplotlib": matplotlib})
     assert result.attempted > 0 and result.failed == 0

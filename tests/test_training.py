@@ -45,8 +45,14 @@ class Recorder(nn.Module):
 
 @pytest.mark.parametrize(
     "activation, kind, slope",
-    [(0.0, nn.ReLU, None), (0, nn.ReLU, None), ("relu", nn.ReLU, None),
-     (0.01, nn.LeakyReLU, 0.01), (1.0, nn.LeakyReLU, 1.0), (-0.5, nn.LeakyReLU, -0.5)],
+    [
+        (0.0, nn.ReLU, None),
+        (0, nn.ReLU, None),
+        ("relu", nn.ReLU, None),
+        (0.01, nn.LeakyReLU, 0.01),
+        (1.0, nn.LeakyReLU, 1.0),
+        (-0.5, nn.LeakyReLU, -0.5),
+    ],
 )
 def test_mlp_structure_with_fixed_slopes(activation, kind, slope):
     net = mlp([40, 30, 20, 10], activation, seed=0)
@@ -147,8 +153,12 @@ def test_make_optimizer_kinds_and_defaults():
     assert type(make_optimizer(params, "adamw", lr=0.01)) is torch.optim.AdamW
     sgd = make_optimizer(params, "sgd", lr=0.5, momentum=0.9)
     assert type(sgd) is torch.optim.SGD and sgd.defaults["momentum"] == 0.9
-    groups = make_optimizer([{"params": params[:1]}, {"params": params[1:], "weight_decay": 0.0}],
-                            "sgd", lr=0.1, weight_decay=0.3)
+    groups = make_optimizer(
+        [{"params": params[:1]}, {"params": params[1:], "weight_decay": 0.0}],
+        "sgd",
+        lr=0.1,
+        weight_decay=0.3,
+    )
     assert [g["weight_decay"] for g in groups.param_groups] == [0.3, 0.0]
 
 
@@ -177,8 +187,11 @@ def test_train_data_order_is_a_seeded_permutation_per_epoch(small):
     recorder = Recorder(mlp([40, 8, 10], 0.0, seed=0))
     losses = train(recorder, small, epochs=2, lr=1e-3, batch_size=64, seed=9)
     generator = torch.Generator().manual_seed(9)
-    expected = [small.x_train[batch] for _ in range(2)
-                for batch in torch.randperm(300, generator=generator).split(64)]
+    expected = [
+        small.x_train[batch]
+        for _ in range(2)
+        for batch in torch.randperm(300, generator=generator).split(64)
+    ]
     assert len(recorder.batches) == len(expected) == 10  # 4 full batches and one of 44, twice
     assert all(torch.equal(seen, want) for seen, want in zip(recorder.batches, expected))
     assert losses.shape == (2,)
@@ -186,8 +199,17 @@ def test_train_data_order_is_a_seeded_permutation_per_epoch(small):
 
 def test_train_matches_a_hand_written_loop(small):
     net = mlp([40, 8, 10], "prelu", seed=1)
-    losses = train(net, small, epochs=2, lr=0.05, batch_size=100, optimizer="sgd", momentum=0.5,
-                   weight_decay=1e-3, seed=4)
+    losses = train(
+        net,
+        small,
+        epochs=2,
+        lr=0.05,
+        batch_size=100,
+        optimizer="sgd",
+        momentum=0.5,
+        weight_decay=1e-3,
+        seed=4,
+    )
     reference = mlp([40, 8, 10], "prelu", seed=1)
     opt = torch.optim.SGD(reference.parameters(), lr=0.05, momentum=0.5, weight_decay=1e-3)
     generator = torch.Generator().manual_seed(4)
@@ -228,16 +250,23 @@ def test_train_same_seed_same_result_other_seed_other_result(small):
 def test_train_callback_sees_epochs_0_to_n(small):
     seen = []
     net = mlp([40, 4, 10], seed=0)
-    train(net, small, epochs=3, lr=1e-3, callback=lambda epoch, model: seen.append(
-        (epoch, model is net, model.training)))
+    train(
+        net,
+        small,
+        epochs=3,
+        lr=1e-3,
+        callback=lambda epoch, model: seen.append((epoch, model is net, model.training)),
+    )
     assert seen == [(0, True, True), (1, True, True), (2, True, True), (3, True, True)]
 
 
 def test_train_param_groups_are_used(small):
     net = mlp([40, 6, 10], "prelu", seed=0)
     frozen = net[0].weight.detach().clone()
-    groups = [{"params": [net[0].weight], "lr": 0.0},
-              {"params": [p for n, p in net.named_parameters() if n != "0.weight"]}]
+    groups = [
+        {"params": [net[0].weight], "lr": 0.0},
+        {"params": [p for n, p in net.named_parameters() if n != "0.weight"]},
+    ]
     train(net, small, epochs=1, lr=1e-2, param_groups=groups)
     assert torch.equal(net[0].weight, frozen)
     assert not torch.equal(net[2].weight, mlp([40, 6, 10], "prelu", seed=0)[2].weight)
@@ -249,15 +278,24 @@ def test_train_weight_decay_spares_prelu_slopes_only_with_param_groups(small):
     def slope(groups_from):
         net = mlp([40, 6, 10], "prelu", seed=0)
         groups = param_groups(net, 5.0) if groups_from else None
-        train(net, small, epochs=1, lr=0.01, optimizer="sgd", weight_decay=5.0,
-              param_groups=groups, batch_size=300)
+        train(
+            net,
+            small,
+            epochs=1,
+            lr=0.01,
+            optimizer="sgd",
+            weight_decay=5.0,
+            param_groups=groups,
+            batch_size=300,
+        )
         return net[1].weight.item()
 
     no_decay = mlp([40, 6, 10], "prelu", seed=0)
     train(no_decay, small, epochs=1, lr=0.01, optimizer="sgd", batch_size=300)
     assert slope(groups_from=True) == pytest.approx(no_decay[1].weight.item(), rel=1e-3)
-    assert slope(groups_from=False) == pytest.approx(no_decay[1].weight.item() - 0.01 * 5.0 * 0.25,
-                                                     abs=1e-6)
+    assert slope(groups_from=False) == pytest.approx(
+        no_decay[1].weight.item() - 0.01 * 5.0 * 0.25, abs=1e-6
+    )
 
 
 def test_train_on_channels_view_with_a_cnn(small):
@@ -290,8 +328,12 @@ def test_train_rejects_bad_arguments(small, kwargs, error, match):
 
 
 def test_check_data_flat():
-    channels = MNIST1D(torch.zeros(2, 1, 40), torch.zeros(2, dtype=torch.int64),
-                       torch.zeros(2, 1, 40), torch.zeros(2, dtype=torch.int64))
+    channels = MNIST1D(
+        torch.zeros(2, 1, 40),
+        torch.zeros(2, dtype=torch.int64),
+        torch.zeros(2, 1, 40),
+        torch.zeros(2, dtype=torch.int64),
+    )
     with pytest.raises(ValueError, match="data must have inputs of shape"):
         training_module.check_data("data", channels, flat=True)
 
@@ -325,8 +367,13 @@ def test_evaluate_uses_eval_mode():
         (None, torch.zeros(2, 40), torch.zeros(2, dtype=torch.int64), TypeError, "model must be"),
         ("net", torch.zeros(2, 40), torch.zeros(2, dtype=torch.int64), TypeError, "model must be"),
         ("ok", [[0.0] * 40], torch.zeros(1, dtype=torch.int64), TypeError, "x must be a torch"),
-        ("ok", torch.zeros(2, 40, dtype=torch.int64), torch.zeros(2, dtype=torch.int64),
-         TypeError, "x must be a floating-point"),
+        (
+            "ok",
+            torch.zeros(2, 40, dtype=torch.int64),
+            torch.zeros(2, dtype=torch.int64),
+            TypeError,
+            "x must be a floating-point",
+        ),
         ("ok", torch.zeros(2, 40), torch.zeros(2), TypeError, "y must be a torch.int64"),
         ("ok", torch.zeros(2, 40), [0, 1], TypeError, "y must be a torch.int64"),
         ("ok", torch.zeros(2, 40), torch.zeros(3, dtype=torch.int64), ValueError, "same N"),

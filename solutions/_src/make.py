@@ -30,8 +30,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("only", nargs="*", help="notebook numbers to build (default: all)")
     parser.add_argument("--no-execute", action="store_true", help="write without executing")
-    parser.add_argument("--timing", action="store_true",
-                        help="execute, print the slowest cells, and write nothing")
+    parser.add_argument(
+        "--timing", action="store_true", help="execute, print the slowest cells, and write nothing"
+    )
     args = parser.parse_args()
     for source in SOURCES:
         number = source[1:3]
@@ -44,8 +45,13 @@ def main() -> None:
 
             start = time.perf_counter()
             os.environ.setdefault("OMP_NUM_THREADS", "2")
-            NotebookClient(nb, timeout=300, kernel_name="python3", record_timing=args.timing,
-                           resources={"metadata": {"path": str(SOLUTIONS)}}).execute()
+            NotebookClient(
+                nb,
+                timeout=300,
+                kernel_name="python3",
+                record_timing=args.timing,
+                resources={"metadata": {"path": str(SOLUTIONS)}},
+            ).execute()
             print(f"{path.name}: executed in {time.perf_counter() - start:.1f} s")
             if args.timing:
                 _print_timing(nb)

@@ -141,7 +141,9 @@ under each exercise:
             parts.append(f"{what}, {_points(item.points)}")
         header = "**(" + "; ".join(parts) + ")**" if parts else ""
         fence = _fence(body)
-        self.md(f"{fence}{{exercise}} {title}\n:label: {label}\n\n{header}\n\n{_clean(body)}\n{fence}")
+        self.md(
+            f"{fence}{{exercise}} {title}\n:label: {label}\n\n{header}\n\n{_clean(body)}\n{fence}"
+        )
 
     def solution_start(self, label: str, text: str = "") -> None:
         """Open a folded solution of exercise ``label``; ``text`` is shown inside it first."""
@@ -203,7 +205,9 @@ under each exercise:
     def notebook(self) -> nbformat.NotebookNode:
         missing = set(self.items) - self._used
         if missing:
-            raise ValueError(f"{self.stem}: items without a check or answer cell: {sorted(missing)}")
+            raise ValueError(
+                f"{self.stem}: items without a check or answer cell: {sorted(missing)}"
+            )
         nb = nbformat.v4.new_notebook()
         nb.cells = self.cells
         nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}

@@ -67,8 +67,10 @@ def _parse(index: int, model: object) -> tuple[list[nn.Linear], list[float | str
     layers = list(model)
     linears, kinds = layers[0::2], []
     if len(layers) % 2 == 0 or not all(isinstance(layer, nn.Linear) for layer in linears):
-        raise ValueError(f"models[{index}] must alternate Linear and activation layers and end "
-                         f"with a Linear layer, got {[type(layer).__name__ for layer in layers]}")
+        raise ValueError(
+            f"models[{index}] must alternate Linear and activation layers and end "
+            f"with a Linear layer, got {[type(layer).__name__ for layer in layers]}"
+        )
     for position, act in enumerate(layers[1::2]):
         width = linears[position].out_features
         if type(act) is nn.ReLU:
@@ -80,9 +82,11 @@ def _parse(index: int, model: object) -> tuple[list[nn.Linear], list[float | str
         elif type(act) is nn.PReLU and act.num_parameters in (1, width):
             kinds.append("prelu" if act.num_parameters == 1 else "prelu_channelwise")
         else:
-            raise ValueError(f"models[{index}][{2 * position + 1}] must be nn.ReLU, "
-                             f"nn.LeakyReLU, nn.Identity or nn.PReLU with 1 or {width} "
-                             f"parameters, got {act!r}")
+            raise ValueError(
+                f"models[{index}][{2 * position + 1}] must be nn.ReLU, "
+                f"nn.LeakyReLU, nn.Identity or nn.PReLU with 1 or {width} "
+                f"parameters, got {act!r}"
+            )
     return linears, kinds
 
 
@@ -113,7 +117,8 @@ class _LeakyRuns(torch.autograd.Function):
         grad_z = torch.empty_like(z)
         for start, stop, slope in ctx.runs:
             torch.ops.aten.leaky_relu_backward.grad_input(
-                grad[start:stop], z[start:stop], slope, False, grad_input=grad_z[start:stop])
+                grad[start:stop], z[start:stop], slope, False, grad_input=grad_z[start:stop]
+            )
         return grad_z, None
 
 
@@ -164,8 +169,10 @@ class BatchedMLP(nn.Module):
     def __init__(self, models, seeds=None):
         super().__init__()
         if isinstance(models, nn.Module) or not isinstance(models, Sequence) or not models:
-            raise TypeError("models must be a non-empty sequence (list or tuple) of "
-                            f"nn.Sequential, got {type(models).__name__}")
+            raise TypeError(
+                "models must be a non-empty sequence (list or tuple) of "
+                f"nn.Sequential, got {type(models).__name__}"
+            )
         parsed = [_parse(i, model) for i, model in enumerate(models)]
         sizes = [parsed[0][0][0].in_features] + [lin.out_features for lin in parsed[0][0]]
         dtype = parsed[0][0][0].weight.dtype
@@ -192,11 +199,22 @@ class BatchedMLP(nn.Module):
         self.slopes = nn.ParameterDict()
         self._runs: list[list[tuple[int, int, float | None]]] = []
         for k in range(len(sizes) - 2):
-            self._stack_slopes(k, [model[2 * k + 1] for model in models],
-                               [kinds[k] for _, kinds in parsed], sizes[k + 1], dtype)
+            self._stack_slopes(
+                k,
+                [model[2 * k + 1] for model in models],
+                [kinds[k] for _, kinds in parsed],
+                sizes[k + 1],
+                dtype,
+            )
 
-    def _stack_slopes(self, k: int, acts: list[nn.Module], kinds: list[float | str],
-                      width: int, dtype: torch.dtype) -> None:
+    def _stack_slopes(
+        self,
+        k: int,
+        acts: list[nn.Module],
+        kinds: list[float | str],
+        width: int,
+        dtype: torch.dtype,
+    ) -> None:
         learnable = [isinstance(kind, str) for kind in kinds]
         columns = width if "prelu_channelwise" in kinds else 1
         fixed = [0.0 if isinstance(kind, str) else kind for kind in kinds]
@@ -297,8 +315,10 @@ class BatchedMLP(nn.Module):
         if x.dim() == 2:
             x = x.expand(self.num_models, *x.shape)
         if x.dim() != 3 or x.shape[0] != self.num_models or x.shape[2] != self.sizes[0]:
-            raise ValueError(f"x must have shape (N, {self.sizes[0]}) or "
-                             f"({self.num_models}, N, {self.sizes[0]}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"x must have shape (N, {self.sizes[0]}) or "
+                f"({self.num_models}, N, {self.sizes[0]}), got {tuple(x.shape)}"
+            )
         pre = []
         h = x
         for k, (weight, bias) in enumerate(zip(self.weights, self.biases)):
@@ -371,16 +391,20 @@ class BatchedMLP(nn.Module):
 
     def _check_dtype(self, name: str, x: torch.Tensor) -> torch.Tensor:
         if x.dtype != self.weights[0].dtype:
-            raise TypeError(f"{name} has dtype {x.dtype} but the models have dtype "
-                            f"{self.weights[0].dtype}; convert one of them")
+            raise TypeError(
+                f"{name} has dtype {x.dtype} but the models have dtype "
+                f"{self.weights[0].dtype}; convert one of them"
+            )
         return x
 
     def _check_examples(self, x: object) -> torch.Tensor:
         """``x`` must be a floating-point tensor of shape (N, d_0), N > 0, in the models' dtype."""
         self._check_dtype("x", check_float_tensor("x", x))
         if x.dim() != 2 or x.shape[1] != self.sizes[0] or x.shape[0] == 0:
-            raise ValueError(f"x must have shape (N, {self.sizes[0]}) with N > 0, shared by all "
-                             f"models, got {tuple(x.shape)}")
+            raise ValueError(
+                f"x must have shape (N, {self.sizes[0]}) with N > 0, shared by all "
+                f"models, got {tuple(x.shape)}"
+            )
         return x
 
     @torch.no_grad()
@@ -397,14 +421,14 @@ class BatchedMLP(nn.Module):
         loss_sum = torch.zeros(models, dtype=dtype)
         correct = torch.zeros(models, dtype=torch.int64)
         for start in range(0, n, chunk):
-            logits, pre = self.forward_with_preactivations(x[start:start + chunk])
+            logits, pre = self.forward_with_preactivations(x[start : start + chunk])
             for k, z in enumerate(pre):
                 # The running maximum keeps NaN, so a unit that is NaN anywhere is not dead.
                 peak[k] = torch.maximum(peak[k], z.amax(dim=1))
                 negative[k] += (z < 0).sum(dim=(1, 2))
                 zero[k] += (self._activate(k, z) == 0).sum(dim=(1, 2))
             if y is not None:
-                labels = y[start:start + chunk]
+                labels = y[start : start + chunk]
                 loss_sum += _losses(logits, labels) * len(labels)
                 correct += (logits.argmax(dim=2) == labels).sum(dim=1)
         widths = self.sizes[1:-1]
@@ -414,8 +438,10 @@ class BatchedMLP(nn.Module):
             "zero_fraction": [c.to(dtype) / (n * d) for c, d in zip(zero, widths)],
             "slope": [self.slope(k).mean(dim=1) for k in range(self.num_hidden)],
         }
-        stats = {name: torch.stack(values, dim=1) if values else x.new_zeros(models, 0, dtype=dtype)
-                 for name, values in columns.items()}
+        stats = {
+            name: torch.stack(values, dim=1) if values else x.new_zeros(models, 0, dtype=dtype)
+            for name, values in columns.items()
+        }
         return loss_sum / n, correct.to(dtype) / n, stats
 
     def unstack(self, m: int):
@@ -449,8 +475,7 @@ class BatchedMLP(nn.Module):
                 kind = self.activations[m][k]
                 if isinstance(kind, str):
                     slopes = self.slope(k)[m]
-                    act = nn.PReLU(len(slopes) if kind == "prelu_channelwise" else 1,
-                                   dtype=dtype)
+                    act = nn.PReLU(len(slopes) if kind == "prelu_channelwise" else 1, dtype=dtype)
                     act.weight.copy_(slopes[: act.num_parameters])
                     layers.append(act)
                 else:
@@ -473,8 +498,9 @@ def _check_labels(x: torch.Tensor, y: object) -> torch.Tensor:
         kind = f"dtype {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
         raise TypeError(f"y must be a torch.int64 tensor of class indices, got {kind}")
     if y.dim() != 1 or y.shape[0] != x.shape[0]:
-        raise ValueError(f"y must have shape ({x.shape[0]},), one label per example of x, "
-                         f"got {tuple(y.shape)}")
+        raise ValueError(
+            f"y must have shape ({x.shape[0]},), one label per example of x, got {tuple(y.shape)}"
+        )
     return y
 
 
@@ -482,8 +508,13 @@ def _losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Each model's mean cross-entropy, shape (M,); ``y`` of shape (N,) or (M, N)."""
     models, n, classes = logits.shape
     y = y.expand(models, n)
-    return F.cross_entropy(logits.reshape(models * n, classes), y.reshape(models * n),
-                           reduction="none").view(models, n).mean(dim=1)
+    return (
+        F.cross_entropy(
+            logits.reshape(models * n, classes), y.reshape(models * n), reduction="none"
+        )
+        .view(models, n)
+        .mean(dim=1)
+    )
 
 
 def grid(activations, seeds) -> tuple[list, list[int]]:
@@ -557,12 +588,16 @@ def batched_mlp(
     activations = [check_activation(f"activations[{i}]", a) for i, a in enumerate(activations)]
     for i, activation in enumerate(activations):
         if callable(activation):
-            raise TypeError(f"activations[{i}] must be a slope, 'relu' or one of {PRELU_KINDS} "
-                            "(module factories cannot be stacked)")
+            raise TypeError(
+                f"activations[{i}] must be a slope, 'relu' or one of {PRELU_KINDS} "
+                "(module factories cannot be stacked)"
+            )
     seeds = _check_seeds(seeds, len(activations))
     check_sizes(sizes)
-    models = [mlp(sizes, activation, seed=seed, bias_shift=bias_shift, prelu_init=prelu_init)
-              for activation, seed in zip(activations, seeds)]
+    models = [
+        mlp(sizes, activation, seed=seed, bias_shift=bias_shift, prelu_init=prelu_init)
+        for activation, seed in zip(activations, seeds)
+    ]
     return BatchedMLP(models, seeds)
 
 
@@ -587,8 +622,19 @@ class BatchedHistory:
 
     # Not a dataclass: field annotations would become unresolvable torch.Tensor references on
     # the API page (the book builds with nitpicky warnings as errors).
-    def __init__(self, *, steps, steps_per_epoch, train_loss, test_loss, test_accuracy,
-                 dead_fraction, negative_fraction, zero_fraction, slope):
+    def __init__(
+        self,
+        *,
+        steps,
+        steps_per_epoch,
+        train_loss,
+        test_loss,
+        test_accuracy,
+        dead_fraction,
+        negative_fraction,
+        zero_fraction,
+        slope,
+    ):
         self.steps = steps
         self.steps_per_epoch = steps_per_epoch
         self.train_loss = train_loss
@@ -663,12 +709,12 @@ def train_batched(
         (torch.Size([4, 20]), torch.Size([4, 20, 2]))
     """
     if not isinstance(model, BatchedMLP):
-        raise TypeError(f"model must be a BatchedMLP (see batched_mlp), got "
-                        f"{type(model).__name__}")
+        raise TypeError(f"model must be a BatchedMLP (see batched_mlp), got {type(model).__name__}")
     data = check_data("data", data, flat=True)
     if data.num_features != model.sizes[0]:
-        raise ValueError(f"data has {data.num_features} features but the models expect "
-                         f"{model.sizes[0]}")
+        raise ValueError(
+            f"data has {data.num_features} features but the models expect {model.sizes[0]}"
+        )
     epochs = check_positive_int("epochs", epochs)
     batch_size = check_positive_int("batch_size", batch_size)
     if slope_weight_decay is not None:
@@ -731,6 +777,8 @@ def train_batched(
         train_loss=train_loss,
         test_loss=torch.stack([r[1] for r in records]),
         test_accuracy=torch.stack([r[2] for r in records]),
-        **{name: torch.stack([r[3][name] for r in records])
-           for name in ("dead_fraction", "negative_fraction", "zero_fraction", "slope")},
+        **{
+            name: torch.stack([r[3][name] for r in records])
+            for name in ("dead_fraction", "negative_fraction", "zero_fraction", "slope")
+        },
     )

@@ -110,8 +110,10 @@ class MNIST1D:
                     f"got values in {int(y.min())}..{int(y.max())}"
                 )
         if x_train.dtype != x_test.dtype:
-            raise TypeError(f"x_train and x_test must have the same dtype, got {x_train.dtype} "
-                            f"and {x_test.dtype}")
+            raise TypeError(
+                f"x_train and x_test must have the same dtype, got {x_train.dtype} "
+                f"and {x_test.dtype}"
+            )
         if x_train.shape[1:] != x_test.shape[1:]:
             raise ValueError(
                 "x_train and x_test must have the same example shape, got "
@@ -128,8 +130,10 @@ class MNIST1D:
         raise AttributeError(f"MNIST1D is immutable: cannot set {name!r}")
 
     def __repr__(self) -> str:
-        return (f"MNIST1D(train={tuple(self.x_train.shape)}, test={tuple(self.x_test.shape)}, "
-                f"dtype={self.x_train.dtype})")
+        return (
+            f"MNIST1D(train={tuple(self.x_train.shape)}, test={tuple(self.x_test.shape)}, "
+            f"dtype={self.x_train.dtype})"
+        )
 
     def _replace(self, **changes: torch.Tensor) -> MNIST1D:
         fields = {name: getattr(self, name) for name in self.__slots__}
@@ -166,13 +170,17 @@ class MNIST1D:
             TypeError: if a count is not an int.
             ValueError: if a count is not positive or is larger than the split.
         """
-        for name, n, total in (("n_train", n_train, len(self.y_train)),
-                               ("n_test", n_test, len(self.y_test))):
+        for name, n, total in (
+            ("n_train", n_train, len(self.y_train)),
+            ("n_test", n_test, len(self.y_test)),
+        ):
             if check_positive_int(name, n) > total:
                 raise ValueError(f"{name} must be at most {total}, got {n}")
         return self._replace(
-            x_train=self.x_train[:n_train], y_train=self.y_train[:n_train],
-            x_test=self.x_test[:n_test], y_test=self.y_test[:n_test],
+            x_train=self.x_train[:n_train],
+            y_train=self.y_train[:n_train],
+            x_test=self.x_test[:n_test],
+            y_test=self.y_test[:n_test],
         )
 
 
@@ -221,8 +229,7 @@ def _dataset_args(seed: int, num_samples: int, train_split: float) -> dict:
 
 def _cache_key(args: dict) -> dict:
     # The package version too: a new mnist1d may generate different data from the same args.
-    return {"format": _CACHE_FORMAT, "mnist1d": importlib.metadata.version("mnist1d"),
-            "args": args}
+    return {"format": _CACHE_FORMAT, "mnist1d": importlib.metadata.version("mnist1d"), "args": args}
 
 
 def _generate(args: dict) -> dict[str, torch.Tensor]:
@@ -258,8 +265,12 @@ def _read_cache(path: Path, key: dict, args: dict) -> dict[str, torch.Tensor] | 
         return None
     n_train, n_test = _expected_sizes(args)
     length = args["final_seq_length"]
-    expected = {"x": (n_train, length), "y": (n_train,),
-                "x_test": (n_test, length), "y_test": (n_test,)}
+    expected = {
+        "x": (n_train, length),
+        "y": (n_train,),
+        "x_test": (n_test, length),
+        "y_test": (n_test,),
+    }
     if not isinstance(stored, dict) or stored.get("key") != json.dumps(key, sort_keys=True):
         return None
     arrays = stored.get("arrays")

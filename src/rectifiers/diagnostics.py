@@ -63,9 +63,7 @@ def dead_fraction(pre_activations) -> float:
             f"pre_activations must hold at least one example, got shape {tuple(z.shape)}"
         )
     if z[0].numel() == 0:
-        raise ValueError(
-            f"pre_activations must hold at least one unit, got shape {tuple(z.shape)}"
-        )
+        raise ValueError(f"pre_activations must hold at least one unit, got shape {tuple(z.shape)}")
     units = z.detach().reshape(z.shape[0], -1)
     dead = (units <= 0).all(dim=0)
     return dead.sum().item() / dead.numel()

@@ -302,13 +302,11 @@ def prelu_grads(x, weight, grad_output):
     grad_output = check_float_tensor("grad_output", grad_output)
     if grad_output.dtype != x.dtype:
         raise TypeError(
-            f"grad_output must have the same dtype as x ({x.dtype}), got dtype "
-            f"{grad_output.dtype}"
+            f"grad_output must have the same dtype as x ({x.dtype}), got dtype {grad_output.dtype}"
         )
     if grad_output.shape != x.shape:
         raise ValueError(
-            f"grad_output must have the shape of x {tuple(x.shape)}, got "
-            f"{tuple(grad_output.shape)}"
+            f"grad_output must have the shape of x {tuple(x.shape)}, got {tuple(grad_output.shape)}"
         )
     positive = x > 0
     grad_input = torch.where(positive, grad_output, a * grad_output)

@@ -50,14 +50,17 @@ class SmallCNN(nn.Module):
         num_classes = check_positive_int("num_classes", num_classes)
         negative_slope = check_real("negative_slope", negative_slope)
         self.features = nn.Sequential(
-            nn.Conv2d(3, 32, kernel_size=3, padding=1), nn.LeakyReLU(negative_slope),
+            nn.Conv2d(3, 32, kernel_size=3, padding=1),
+            nn.LeakyReLU(negative_slope),
             nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, kernel_size=3, padding=1), nn.LeakyReLU(negative_slope),
+            nn.Conv2d(32, 64, kernel_size=3, padding=1),
+            nn.LeakyReLU(negative_slope),
             nn.MaxPool2d(2),
         )
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(64 * 8 * 8, 128), nn.LeakyReLU(negative_slope),
+            nn.Linear(64 * 8 * 8, 128),
+            nn.LeakyReLU(negative_slope),
             nn.Linear(128, num_classes),
         )
 

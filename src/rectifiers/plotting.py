@@ -48,8 +48,14 @@ COLORS = {
 # Slopes strictly between 0 and 1 are coloured along this map by log10(slope) over
 # [-3, 0], so that 0.001, 0.01 and 0.1 are as far apart as 0.1 and 1.
 _SLOPE_CMAP = matplotlib.colors.LinearSegmentedColormap.from_list(
-    "slopes", [(0.0, "#56B4E9"), (1 / 3, COLORS["leaky_relu"]), (2 / 3, "#332288"),
-               (0.83, "#AA4499"), (1.0, "#E69F00")]
+    "slopes",
+    [
+        (0.0, "#56B4E9"),
+        (1 / 3, COLORS["leaky_relu"]),
+        (2 / 3, "#332288"),
+        (0.83, "#AA4499"),
+        (1.0, "#E69F00"),
+    ],
 )
 
 #: The ``matplotlib.rcParams`` the book uses: fits the page width at 110 dpi, no top or right
@@ -112,8 +118,10 @@ def _activation_kind(activation: object) -> str | float:
             raise ValueError(f"activation as a negative slope must lie in [0, 1], got {slope!r}")
         # The endpoints are named activations: slope 0 is ReLU, slope 1 the linear model.
         return {0: "relu", 1: "linear"}.get(slope, slope)
-    raise TypeError(f"activation must be a name ({', '.join(COLORS)}) or a negative slope "
-                    f"(a real number), got {type(activation).__name__} {activation!r}")
+    raise TypeError(
+        f"activation must be a name ({', '.join(COLORS)}) or a negative slope "
+        f"(a real number), got {type(activation).__name__} {activation!r}"
+    )
 
 
 def color_for(activation: str | float) -> str:
@@ -167,8 +175,13 @@ def label_for(activation: str | float) -> str:
         ['ReLU', 'Leaky ReLU (α = 0.1)', 'linear (α = 1)', 'PReLU']
     """
     kind = _activation_kind(activation)
-    names = {"relu": "ReLU", "leaky_relu": "Leaky ReLU", "prelu": "PReLU",
-             "prelu_channelwise": "PReLU (channel-wise)", "linear": "linear (α = 1)"}
+    names = {
+        "relu": "ReLU",
+        "leaky_relu": "Leaky ReLU",
+        "prelu": "PReLU",
+        "prelu_channelwise": "PReLU (channel-wise)",
+        "linear": "linear (α = 1)",
+    }
     if isinstance(kind, str):
         return names[kind]
     return f"Leaky ReLU (α = {kind:g})"
@@ -206,12 +219,16 @@ def mean_ci95(values, dim: int = 0):
     if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
         raise TypeError(f"dim must be an int, got {type(dim).__name__} {dim!r}")
     if not -values.dim() <= dim < values.dim():
-        raise ValueError(f"dim must be in [{-values.dim()}, {values.dim() - 1}] for values of "
-                         f"shape {tuple(values.shape)}, got {dim}")
+        raise ValueError(
+            f"dim must be in [{-values.dim()}, {values.dim() - 1}] for values of "
+            f"shape {tuple(values.shape)}, got {dim}"
+        )
     n = values.shape[dim]
     if n < 2:
-        raise ValueError(f"values must have at least 2 entries along dim {dim} for a confidence "
-                         f"interval, got {n}")
+        raise ValueError(
+            f"values must have at least 2 entries along dim {dim} for a confidence "
+            f"interval, got {n}"
+        )
     quantile = float(stats.t.ppf(0.975, n - 1))
     mean = values.mean(dim=dim)
     halfwidth = quantile * values.std(dim=dim, correction=1) / math.sqrt(n)
@@ -228,8 +245,10 @@ def _check_label(name: str, label: object) -> str:
     if not isinstance(label, str):
         raise TypeError(f"{name} must be a str, got {type(label).__name__} {label!r}")
     if not label.strip() or label.startswith("_"):
-        raise ValueError(f"{name} must be a non-empty label that does not start with '_' "
-                         f"(matplotlib hides those from legends), got {label!r}")
+        raise ValueError(
+            f"{name} must be a non-empty label that does not start with '_' "
+            f"(matplotlib hides those from legends), got {label!r}"
+        )
     return label
 
 
@@ -280,8 +299,10 @@ def plot_band(
     if not (x.dim() == mean.dim() == halfwidth.dim() == 1) or not (
         x.shape == mean.shape == halfwidth.shape
     ):
-        raise ValueError(f"x, mean and halfwidth must be 1-D of equal length, got shapes "
-                         f"{tuple(x.shape)}, {tuple(mean.shape)}, {tuple(halfwidth.shape)}")
+        raise ValueError(
+            f"x, mean and halfwidth must be 1-D of equal length, got shapes "
+            f"{tuple(x.shape)}, {tuple(mean.shape)}, {tuple(halfwidth.shape)}"
+        )
     if (halfwidth < 0).any():
         raise ValueError("halfwidth must be non-negative")
     _check_label("label", label)
@@ -340,8 +361,7 @@ def finish(
     if legend:
         handles, _ = ax.get_legend_handles_labels()
         if not handles:
-            raise ValueError("legend=True but nothing on ax has a label: pass label= when "
-                             "plotting")
+            raise ValueError("legend=True but nothing on ax has a label: pass label= when plotting")
         ax.legend(loc=legend_loc)
     return ax
 
@@ -372,11 +392,18 @@ def check_figure(fig) -> None:
     for index, ax in enumerate(fig.axes):
         if not ax.axison:
             continue
-        missing = [what for what, ok in (("x label", ax.get_xlabel()),
-                                         ("y label", ax.get_ylabel()),
-                                         ("legend", ax.get_legend() or fig.legends)) if not ok]
+        missing = [
+            what
+            for what, ok in (
+                ("x label", ax.get_xlabel()),
+                ("y label", ax.get_ylabel()),
+                ("legend", ax.get_legend() or fig.legends),
+            )
+            if not ok
+        ]
         if missing:
-            problems.append(f"axes {index} ({ax.get_title() or 'untitled'}) lacks "
-                            + ", ".join(missing))
+            problems.append(
+                f"axes {index} ({ax.get_title() or 'untitled'}) lacks " + ", ".join(missing)
+            )
     if problems:
         raise ValueError("; ".join(problems))

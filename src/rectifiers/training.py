@@ -29,8 +29,7 @@ from rectifiers._validation import (
 )
 from rectifiers.data import MNIST1D
 
-__all__ = ["OPTIMIZERS", "PRELU_KINDS", "data_orders", "evaluate", "make_optimizer", "mlp",
-           "train"]
+__all__ = ["OPTIMIZERS", "PRELU_KINDS", "data_orders", "evaluate", "make_optimizer", "mlp", "train"]
 
 #: Names accepted by ``optimizer`` arguments.
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -61,8 +60,9 @@ def check_activation(name: str, activation: object) -> float | str | Callable[[]
     )
 
 
-def _activation_module(activation: float | str | Callable[[], nn.Module], width: int,
-                       prelu_init: float) -> nn.Module:
+def _activation_module(
+    activation: float | str | Callable[[], nn.Module], width: int, prelu_init: float
+) -> nn.Module:
     if activation == "relu" or (not callable(activation) and activation == 0):
         return nn.ReLU()
     if activation == "prelu":
@@ -163,8 +163,10 @@ def check_data(name: str, data: object, *, flat: bool = False) -> MNIST1D:
     if not isinstance(data, MNIST1D):
         raise TypeError(f"{name} must be an MNIST1D (see load_mnist1d), got {type(data).__name__}")
     if flat and data.x_train.dim() != 2:
-        raise ValueError(f"{name} must have inputs of shape (N, L), not the channels view "
-                         f"{tuple(data.x_train.shape)}")
+        raise ValueError(
+            f"{name} must have inputs of shape (N, L), not the channels view "
+            f"{tuple(data.x_train.shape)}"
+        )
     return data
 
 
@@ -173,8 +175,10 @@ def _check_labels(x: torch.Tensor, y: object) -> torch.Tensor:
         kind = f"dtype {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
         raise TypeError(f"y must be a torch.int64 tensor of class indices, got {kind}")
     if y.dim() != 1 or x.dim() < 1 or x.shape[0] != y.shape[0] or len(y) == 0:
-        raise ValueError(f"x must have shape (N, ...) and y shape (N,) with the same N > 0, "
-                         f"got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"x must have shape (N, ...) and y shape (N,) with the same N > 0, "
+            f"got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
     return y
 
 
@@ -216,13 +220,16 @@ def make_optimizer(
     if check_non_negative_real("momentum", momentum) >= 1:
         raise ValueError(f"momentum must be less than 1, got {momentum!r}")
     if momentum and optimizer != "sgd":
-        raise ValueError(f"momentum applies to optimizer='sgd' only, got momentum={momentum!r} "
-                         f"with optimizer={optimizer!r}")
+        raise ValueError(
+            f"momentum applies to optimizer='sgd' only, got momentum={momentum!r} "
+            f"with optimizer={optimizer!r}"
+        )
     # fused=True: one kernel per step instead of a dozen per tensor, several times faster on
     # CPU; the batched trainer's speed depends on it. Same update rule as the default.
     if optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                               fused=True)
+        return torch.optim.SGD(
+            params, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=True
+        )
     cls = torch.optim.Adam if optimizer == "adam" else torch.optim.AdamW
     return cls(params, lr=lr, weight_decay=weight_decay, fused=True)
 
@@ -320,8 +327,10 @@ def train(
     ):
         params = param_groups
     else:
-        raise TypeError("param_groups must be a list of dicts, each with a 'params' entry, "
-                        f"or None, got {type(param_groups).__name__}")
+        raise TypeError(
+            "param_groups must be a list of dicts, each with a 'params' entry, "
+            f"or None, got {type(param_groups).__name__}"
+        )
     opt = make_optimizer(params, optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum)
 
     x, y = data.x_train, data.y_train

@@ -80,4 +80,13 @@ the grader checks behaviour, not authorship; a notebook whose code depends on a 
 from .item import Case, FunctionItem, Item, ManualItem, ModuleItem, ModuleSpec, ValueItem
 from .public import check
 
-__all__ = ["Case", "FunctionItem", "Item", "ManualItem", "ModuleItem", "ModuleSpec", "ValueItem", "check"]
+__all__ = [
+    "Case",
+    "FunctionItem",
+    "Item",
+    "ManualItem",
+    "ModuleItem",
+    "ModuleSpec",
+    "ValueItem",
+    "check",
+]

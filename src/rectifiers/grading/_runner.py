@@ -25,7 +25,6 @@ from typing import Any
 
 from . import probe, wire
 
-
 #: Exit status of a worker whose runner broke (the submission damaged the Python runtime).
 RUNNER_FAILED = 71
 
@@ -95,7 +94,13 @@ def serve(fd: int) -> None:
         try:
             channel.send({"type": "reply", "nonce": message["nonce"], "reply": reply})
         except wire.WireError as error:
-            channel.send({"type": "reply", "nonce": message["nonce"], "reply": {"status": "error", **_error(error)}})
+            channel.send(
+                {
+                    "type": "reply",
+                    "nonce": message["nonce"],
+                    "reply": {"status": "error", **_error(error)},
+                }
+            )
 
 
 def main(fd: int) -> None:  # pragma: no cover - sandboxed child only
@@ -106,7 +111,10 @@ def main(fd: int) -> None:  # pragma: no cover - sandboxed child only
         pass
     except BaseException:  # noqa: BLE001 - e.g. the notebook replaced built-ins the runner needs
         try:
-            os.write(2, f"\nthe grading runner failed:\n{traceback.format_exc()}".encode(errors="replace"))
+            os.write(
+                2,
+                f"\nthe grading runner failed:\n{traceback.format_exc()}".encode(errors="replace"),
+            )
         finally:
             os._exit(RUNNER_FAILED)
     for stream in (sys.stdout, sys.stderr):

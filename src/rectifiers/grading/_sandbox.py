@@ -77,7 +77,11 @@ def unshare(flags: int) -> None:  # pragma: no cover - sandboxed child only
 
 def map_ids(outer_uid: int, outer_gid: int) -> None:  # pragma: no cover - sandboxed child only
     """In a fresh user namespace, map root inside to the grader's own uid and gid outside."""
-    for name, text in (("setgroups", "deny"), ("uid_map", f"0 {outer_uid} 1"), ("gid_map", f"0 {outer_gid} 1")):
+    for name, text in (
+        ("setgroups", "deny"),
+        ("uid_map", f"0 {outer_uid} 1"),
+        ("gid_map", f"0 {outer_gid} 1"),
+    ):
         with open(f"/proc/self/{name}", "w") as handle:
             handle.write(text)
 
@@ -88,7 +92,9 @@ def mount(  # pragma: no cover - sandboxed child only
     """``mount(2)``."""
     encode = lambda s: None if s is None else s.encode()  # noqa: E731
     _check(
-        _libc.mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)),
+        _libc.mount(
+            encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)
+        ),
         f"mount {target}",
     )
 
@@ -109,8 +115,12 @@ def mount_setattr(  # pragma: no cover - sandboxed child only
     attr = _MountAttr(attr_set, attr_clr, 0, 0)
     flags = AT_RECURSIVE if recursive else 0
     result = _libc.syscall(
-        ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(AT_FDCWD), path.encode(), ctypes.c_uint(flags),
-        ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
+        ctypes.c_long(SYS_MOUNT_SETATTR),
+        ctypes.c_int(AT_FDCWD),
+        path.encode(),
+        ctypes.c_uint(flags),
+        ctypes.byref(attr),
+        ctypes.c_size_t(ctypes.sizeof(attr)),
     )
     _check(0 if result == 0 else -1, f"mount_setattr {path}")
 
@@ -179,7 +189,13 @@ def isolate_filesystem(  # pragma: no cover - sandboxed child only
         _expose(list(expose), stage)
         os.rmdir(stage)
     for path in hidden:
-        mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
+        mount(
+            "tmpfs",
+            path,
+            "tmpfs",
+            MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            "size=4k,mode=0555",
+        )
     mount_setattr("/", attr_set=MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID)
     mount_setattr(workdir, attr_clr=MOUNT_ATTR_RDONLY)
     if new_proc:
@@ -189,14 +205,18 @@ def isolate_filesystem(  # pragma: no cover - sandboxed child only
             pass  # a container may forbid a second proc mount; the outer /proc is read-only anyway
 
 
-def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:  # pragma: no cover - sandboxed child only
+def set_parent_death_signal(
+    sig: int = signal.SIGKILL,
+) -> None:  # pragma: no cover - sandboxed child only
     """Die with ``sig`` when the parent process dies (cleared by uid changes: call after them)."""
     _check(_libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(sig), 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
 
 
 def set_no_new_privs() -> None:  # pragma: no cover - sandboxed child only
     """No set-uid or file-capability gains for this process and its children, ever."""
-    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+    _check(
+        _libc.prctl(PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)"
+    )
 
 
 class _CapHeader(ctypes.Structure):
@@ -204,7 +224,11 @@ class _CapHeader(ctypes.Structure):
 
 
 class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
 
 
 def drop_capabilities() -> None:  # pragma: no cover - sandboxed child only
@@ -214,7 +238,9 @@ def drop_capabilities() -> None:  # pragma: no cover - sandboxed child only
     uid 0 there does not hand the capabilities back.
     """
     _check(
-        _libc.prctl(PR_SET_SECUREBITS, ctypes.c_ulong(SECBIT_NOROOT | SECBIT_NOROOT_LOCKED), 0, 0, 0),
+        _libc.prctl(
+            PR_SET_SECUREBITS, ctypes.c_ulong(SECBIT_NOROOT | SECBIT_NOROOT_LOCKED), 0, 0, 0
+        ),
         "prctl(PR_SET_SECUREBITS)",
     )
     header = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0)

@@ -110,7 +110,9 @@ def _probe_namespaces(  # pragma: no cover - zygote process only
     _, status = os.waitpid(pid, 0)
     reason = os.read(read_end, 1000).decode(errors="replace")
     os.close(read_end)
-    return _exit_code(status) == 0, reason or ("ok" if _exit_code(status) == 0 else f"status {status}")
+    return _exit_code(status) == 0, reason or (
+        "ok" if _exit_code(status) == 0 else f"status {status}"
+    )
 
 
 def _worker(  # pragma: no cover - zygote process only
@@ -128,7 +130,9 @@ def _worker(  # pragma: no cover - zygote process only
         os.umask(0o077)
         os.environ.clear()
         os.environ.update(job["env"])
-        _sandbox.apply_limits(job["memory_bytes"], job["file_bytes"], job["cpu_seconds"], job["open_files"], processes)
+        _sandbox.apply_limits(
+            job["memory_bytes"], job["file_bytes"], job["cpu_seconds"], job["open_files"], processes
+        )
         if job["uid"] is not None:
             _sandbox.drop_privileges(job["uid"], job["gid"])
         elif job["namespaces"] and job["userns"]:
@@ -162,7 +166,9 @@ def _job(  # pragma: no cover - zygote process only
             # Not root: RLIMIT_NPROC counts all of the grader's own processes, so add to them.
             processes += _sandbox.count_processes(os.getuid())
         if job["namespaces"]:
-            _sandbox.unshare(_sandbox.JOB_NAMESPACES | (_sandbox.CLONE_NEWUSER if job["userns"] else 0))
+            _sandbox.unshare(
+                _sandbox.JOB_NAMESPACES | (_sandbox.CLONE_NEWUSER if job["userns"] else 0)
+            )
             if job["userns"]:
                 _sandbox.map_ids(job["outer_uid"], job["outer_gid"])
             init = os.fork()
@@ -173,7 +179,10 @@ def _job(  # pragma: no cover - zygote process only
                 os._exit(0)
             _sandbox.set_parent_death_signal()
             _sandbox.isolate_filesystem(
-                job["workdir"], job["hidden"], new_proc=True, expose=job["expose"] if job["uid"] is not None else []
+                job["workdir"],
+                job["hidden"],
+                new_proc=True,
+                expose=job["expose"] if job["uid"] is not None else [],
             )
         worker = os.fork()
         if worker == 0:
@@ -192,7 +201,10 @@ def _job(  # pragma: no cover - zygote process only
         os._exit(0)
     except BaseException as error:  # noqa: BLE001
         try:
-            os.write(status_fd, json.dumps({"setup_error": f"{type(error).__name__}: {error}"[:500]}).encode())
+            os.write(
+                status_fd,
+                json.dumps({"setup_error": f"{type(error).__name__}: {error}"[:500]}).encode(),
+            )
         finally:
             os._exit(_STATUS_SETUP_FAILED)
 
@@ -313,7 +325,15 @@ class Zygote:
         )
         child_end.close()
         started = time.monotonic()
-        _send(self._sock, {"preload": preload, "namespaces": namespaces, "userns": userns, "probe_dir": probe_dir})
+        _send(
+            self._sock,
+            {
+                "preload": preload,
+                "namespaces": namespaces,
+                "userns": userns,
+                "probe_dir": probe_dir,
+            },
+        )
         self._sock.settimeout(start_timeout)
         try:
             self.hello, _ = _receive(self._sock)

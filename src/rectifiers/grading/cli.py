@@ -30,18 +30,34 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("submissions", metavar="SUBMISSIONS_DIR", help="one folder per student")
-    parser.add_argument("--out", required=True, metavar="OUT_DIR", help="where grades.csv and the rest go")
-    parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="per notebook (default 60)")
-    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="notebooks graded in parallel (default 1)")
     parser.add_argument(
-        "--memory-mb", type=int, default=4096, metavar="MB", help="memory cap per notebook, 512-4096 (default 4096)"
+        "--out", required=True, metavar="OUT_DIR", help="where grades.csv and the rest go"
     )
     parser.add_argument(
-        "--notebooks", metavar="NAME,...", help="grade only these notebooks (e.g. 01_motivation,02_derivatives)"
+        "--timeout", type=float, default=60.0, metavar="SECONDS", help="per notebook (default 60)"
     )
-    parser.add_argument("--seed", type=int, metavar="N", help="reproduce the hidden inputs of an earlier run")
     parser.add_argument(
-        "--include-examples", action="store_true", help="also grade the example set 00_examples (a demo of the grader)"
+        "--jobs", type=int, default=1, metavar="N", help="notebooks graded in parallel (default 1)"
+    )
+    parser.add_argument(
+        "--memory-mb",
+        type=int,
+        default=4096,
+        metavar="MB",
+        help="memory cap per notebook, 512-4096 (default 4096)",
+    )
+    parser.add_argument(
+        "--notebooks",
+        metavar="NAME,...",
+        help="grade only these notebooks (e.g. 01_motivation,02_derivatives)",
+    )
+    parser.add_argument(
+        "--seed", type=int, metavar="N", help="reproduce the hidden inputs of an earlier run"
+    )
+    parser.add_argument(
+        "--include-examples",
+        action="store_true",
+        help="also grade the example set 00_examples (a demo of the grader)",
     )
     return parser
 
@@ -78,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         wanted = [name.strip() for name in args.notebooks.split(",") if name.strip()]
         unknown = [name for name in wanted if name not in registry]
         if unknown:
-            parser.error(f"--notebooks: unknown notebook(s) {unknown}; registered: {sorted(registry)}")
+            parser.error(
+                f"--notebooks: unknown notebook(s) {unknown}; registered: {sorted(registry)}"
+            )
         registry = {name: registry[name] for name in registry if name in wanted}
     if not registry:
         parser.error(
@@ -100,9 +118,16 @@ def main(argv: list[str] | None = None) -> int:
             disable=not sys.stderr.isatty(),
             desc="grading",
         )
-        with bar, Grader(
-            registry, timeout=args.timeout, jobs=args.jobs, memory_mb=args.memory_mb, seed=args.seed
-        ) as grader:
+        with (
+            bar,
+            Grader(
+                registry,
+                timeout=args.timeout,
+                jobs=args.jobs,
+                memory_mb=args.memory_mb,
+                seed=args.seed,
+            ) as grader,
+        ):
             for warning in grader.sandbox["warnings"]:
                 bar.write(f"grade-exercises: warning: {warning}", file=sys.stderr)
             results = grader.grade(submissions, hide=[out], progress=lambda _result: bar.update(1))
@@ -111,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         graded = [r for r in results if r.runs]
         run = {
             "version": __version__,
-            "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "submissions_dir": submissions,
             "students": len(students),
             "notebooks": list(registry),
@@ -121,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "sandbox": sandbox,
             "seconds": round(seconds, 2),
-            "seconds_per_notebook": round(sum(r.seconds for r in graded) / len(graded), 2) if graded else None,
+            "seconds_per_notebook": round(sum(r.seconds for r in graded) / len(graded), 2)
+            if graded
+            else None,
         }
         report.write(out, results, run)
     except Exception as error:  # noqa: BLE001 - one clear line, not a traceback, for an internal failure

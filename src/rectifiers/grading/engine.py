@@ -30,9 +30,10 @@ import stat
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -72,7 +73,13 @@ OUTPUT_HEAD = 32 * 1024
 OUTPUT_TAIL = 32 * 1024
 MAX_RESTARTS = 3
 FIRST_SANDBOX_UID = 61000
-_MEMORY_WORDS = ("memoryerror", "can't allocate memory", "cannot allocate memory", "out of memory", "bad_alloc")
+_MEMORY_WORDS = (
+    "memoryerror",
+    "can't allocate memory",
+    "cannot allocate memory",
+    "out of memory",
+    "bad_alloc",
+)
 _SIGNALS = {
     signal.SIGSEGV: "segmentation fault",
     signal.SIGBUS: "bus error",
@@ -147,7 +154,9 @@ class _CappedOutput:
 
     def value(self) -> bytes:
         skipped = self.total - len(self.head) - len(self.tail)
-        middle = f"\n[... {skipped} bytes of output not kept ...]\n".encode() if skipped > 0 else b""
+        middle = (
+            f"\n[... {skipped} bytes of output not kept ...]\n".encode() if skipped > 0 else b""
+        )
         return bytes(self.head) + middle + bytes(self.tail)
 
 
@@ -155,7 +164,9 @@ def _describe_exit(code: int | None) -> str:
     if code is None:
         return "ended without reporting a status"
     if code == RUNNER_FAILED:
-        return "could no longer answer the grader (its code broke the Python runtime the checks need)"
+        return (
+            "could no longer answer the grader (its code broke the Python runtime the checks need)"
+        )
     if code >= 0:
         return f"exited with code {code}"
     sig = -code
@@ -184,7 +195,9 @@ class _Child:
         out_r, out_w = os.pipe()
         status_r, status_w = os.pipe()
         try:
-            self.pid = grader._zygote.fork(grader._job_spec(slot, workdir), child_sock.fileno(), out_w, status_w)
+            self.pid = grader._zygote.fork(
+                grader._job_spec(slot, workdir), child_sock.fileno(), out_w, status_w
+            )
         finally:
             child_sock.close()
             os.close(out_w)
@@ -375,7 +388,9 @@ class Grader:
         if registry is None:
             from .items import REGISTRY as registry
         if not isinstance(registry, Mapping):
-            raise TypeError(f"registry must map notebook names to lists of items, got {type(registry).__name__}")
+            raise TypeError(
+                f"registry must map notebook names to lists of items, got {type(registry).__name__}"
+            )
         self.registry = {name: list(items) for name, items in registry.items()}
         self.timeout = v.check_real("timeout", timeout)
         if self.timeout <= 0:
@@ -433,7 +448,9 @@ class Grader:
         probe_dir = os.path.join(self._scratch, "probe")
         os.mkdir(probe_dir, 0o700)
         env = {
-            "PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"]),
+            "PATH": os.pathsep.join(
+                [os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"]
+            ),
             "HOME": os.environ.get("HOME", self._scratch),
             "LANG": "C.UTF-8",
             "MPLBACKEND": "Agg",
@@ -446,12 +463,17 @@ class Grader:
             env["MPLCONFIGDIR"] = os.environ["MPLCONFIGDIR"]
         preload = PRELOAD + self._course_modules()
         self._zygote = Zygote(
-            preload, env, namespaces=self.want_namespaces, userns=not self.is_root, probe_dir=probe_dir
+            preload,
+            env,
+            namespaces=self.want_namespaces,
+            userns=not self.is_root,
+            probe_dir=probe_dir,
         )
         hello = self._zygote.hello
         self.namespaces = bool(hello["namespaces"])
         self.sandbox = {
-            "mode": ("root" if self.is_root else "user") + ("+namespaces" if self.namespaces else ""),
+            "mode": ("root" if self.is_root else "user")
+            + ("+namespaces" if self.namespaces else ""),
             "uid_drop": self.is_root,
             "namespaces": self.namespaces,
             "namespace_note": hello["namespace_reason"],
@@ -466,7 +488,11 @@ class Grader:
 
         warnings = []
         if not self.namespaces:
-            who = "a dedicated unprivileged uid" if self.is_root else "your own user, with your permissions"
+            who = (
+                "a dedicated unprivileged uid"
+                if self.is_root
+                else "your own user, with your permissions"
+            )
             warnings.append(
                 f"Linux namespaces are unavailable ({hello['namespace_reason']}): submissions run as {who}, "
                 "with network access and without a read-only file system"
@@ -506,7 +532,9 @@ class Grader:
         return {
             "workdir": workdir,
             "env": {
-                "PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"]),
+                "PATH": os.pathsep.join(
+                    [os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"]
+                ),
                 "HOME": workdir,
                 "TMPDIR": os.path.join(workdir, "tmp"),
                 "USER": "student",
@@ -526,7 +554,11 @@ class Grader:
             "userns": not self.is_root,
             "outer_uid": os.getuid(),
             "outer_gid": os.getgid(),
-            "hidden": [p for p in self._hidden if not (workdir + os.sep).startswith(p.rstrip(os.sep) + os.sep)],
+            "hidden": [
+                p
+                for p in self._hidden
+                if not (workdir + os.sep).startswith(p.rstrip(os.sep) + os.sep)
+            ],
             "expose": _python_paths(),
             "memory_bytes": self.memory_mb * 2**20,
             "file_bytes": 64 * 2**20,
@@ -588,7 +620,9 @@ class Grader:
         for item in self.registry[notebook]:
             outcome = outcomes[item.id]
             points = item.points if outcome.status == "passed" else 0.0
-            rows.append(Row(student, notebook, item.id, points, item.points, outcome.status, outcome.detail))
+            rows.append(
+                Row(student, notebook, item.id, points, item.points, outcome.status, outcome.detail)
+            )
         return rows
 
     def _grade_one(self, root: str, student: str, notebook: str, slot: int) -> SubmissionResult:
@@ -600,26 +634,39 @@ class Grader:
             parsed = nbread.parse(data)
             cells = nbread.cells(parsed)
         except FileNotFoundError:
-            outcomes = {item.id: _Outcome("missing", f"{notebook}.ipynb was not handed in") for item in items}
+            outcomes = {
+                item.id: _Outcome("missing", f"{notebook}.ipynb was not handed in")
+                for item in items
+            }
             result.rows = self._rows(student, notebook, outcomes)
             return result
         except (nbread.NotebookError, OSError) as error:
             reason = f"the notebook cannot be graded: {_clean(error, 200)}"
-            result.rows = self._rows(student, notebook, {item.id: _Outcome("error", reason) for item in items})
+            result.rows = self._rows(
+                student, notebook, {item.id: _Outcome("error", reason) for item in items}
+            )
             return result
         outcomes: dict[str, _Outcome] = {}
         answers = nbread.manual_answers(cells)
         for item in items:
             if item.kind == "manual":
                 answer = _clean(answers.get(item.id, ""), 400)
-                outcomes[item.id] = _Outcome("manual", f"answer: {answer}" if answer else "no answer found")
+                outcomes[item.id] = _Outcome(
+                    "manual", f"answer: {answer}" if answer else "no answer found"
+                )
         auto = [item for item in items if isinstance(item, AutoItem)]
         if auto:
             result.seed = self._fresh_seed(student, notebook)
-            code = [[c.index, c.source] for c in cells if c.cell_type == "code" and nbread.SKIP_TAG not in c.tags]
+            code = [
+                [c.index, c.source]
+                for c in cells
+                if c.cell_type == "code" and nbread.SKIP_TAG not in c.tags
+            ]
             output = self._output_for(slot)
             output.__init__()
-            result.runs = self._run_items(slot, notebook, data, code, auto, result.seed, started, outcomes)
+            result.runs = self._run_items(
+                slot, notebook, data, code, auto, result.seed, started, outcomes
+            )
             result.output = output.value()
         result.rows = self._rows(student, notebook, outcomes)
         result.seconds = time.monotonic() - started
@@ -627,7 +674,11 @@ class Grader:
 
     def _fresh_seed(self, student: str, notebook: str) -> int:
         """The submission's seed of hidden cases: secret and new, unless the grader has a ``seed``."""
-        return secrets.randbits(63) if self.seed is None else _derive_seed(self.seed, student, notebook)
+        return (
+            secrets.randbits(63)
+            if self.seed is None
+            else _derive_seed(self.seed, student, notebook)
+        )
 
     def _new_workdir(self, slot: int, notebook: str, data: bytes) -> str:
         workdir = tempfile.mkdtemp(prefix=f"job{slot}-", dir=self._scratch)
@@ -658,9 +709,13 @@ class Grader:
         runs = 0
         while pending:
             if time.monotonic() >= deadline or runs > MAX_RESTARTS:
-                reason = "the time limit ran out" if time.monotonic() >= deadline else "too many crashes"
+                reason = (
+                    "the time limit ran out" if time.monotonic() >= deadline else "too many crashes"
+                )
                 for item in pending:
-                    outcomes[item.id] = _Outcome("timeout" if "time" in reason else "error", f"not checked: {reason}")
+                    outcomes[item.id] = _Outcome(
+                        "timeout" if "time" in reason else "error", f"not checked: {reason}"
+                    )
                 break
             runs += 1
             workdir = self._new_workdir(slot, notebook, data)
@@ -686,7 +741,9 @@ class Grader:
                 _remove_tree(workdir)
         return runs
 
-    def _execute(self, child: _Child, deadline: float, pending: list[AutoItem], outcomes: dict) -> list | None:
+    def _execute(
+        self, child: _Child, deadline: float, pending: list[AutoItem], outcomes: dict
+    ) -> list | None:
         """Wait for the notebook to run; returns the cell errors, or ``None`` after marking ``pending``."""
         current = None
         try:
@@ -702,20 +759,31 @@ class Grader:
                     raise _Protocol("an unexpected message")
         except _Timeout:
             where = f" while running cell {current}" if current is not None else ""
-            outcome = _Outcome("timeout", f"the notebook did not finish within {self.timeout:g} s{where}")
+            outcome = _Outcome(
+                "timeout", f"the notebook did not finish within {self.timeout:g} s{where}"
+            )
         except _Lost as lost:
             where = f" during cell {current}" if current is not None else ""
-            note = _memory_note(child.output.value().decode(errors="replace")[-4000:] + str(lost), self.memory_mb)
+            note = _memory_note(
+                child.output.value().decode(errors="replace")[-4000:] + str(lost), self.memory_mb
+            )
             outcome = _Outcome("error", f"the notebook process {lost}{where}{note}")
         except _Protocol as error:
-            outcome = _Outcome("error", f"the notebook process broke the grading protocol ({error})")
+            outcome = _Outcome(
+                "error", f"the notebook process broke the grading protocol ({error})"
+            )
         for item in pending:
             outcomes[item.id] = outcome
         pending.clear()
         return None
 
     def _check_item(
-        self, child: _Child, item: AutoItem, rng: torch.Generator, deadline: float, errors: list[dict]
+        self,
+        child: _Child,
+        item: AutoItem,
+        rng: torch.Generator,
+        deadline: float,
+        errors: list[dict],
     ) -> tuple[_Outcome, bool]:
         """``(outcome, child still usable)`` for one item: all its public then hidden cases."""
         try:
@@ -732,13 +800,22 @@ class Grader:
                 child.send({"type": "probe", "nonce": nonce, "request": request})
                 message = child.receive(call_deadline)
             except _Timeout:
-                limit = "the notebook's time limit" if call_deadline == deadline else f"{self.call_timeout:g} s"
+                limit = (
+                    "the notebook's time limit"
+                    if call_deadline == deadline
+                    else f"{self.call_timeout:g} s"
+                )
                 return _Outcome("timeout", f"{label}: no answer within {limit}"), False
             except _Lost as lost:
-                note = _memory_note(child.output.value().decode(errors="replace")[-4000:] + str(lost), self.memory_mb)
+                note = _memory_note(
+                    child.output.value().decode(errors="replace")[-4000:] + str(lost),
+                    self.memory_mb,
+                )
                 return _Outcome("error", f"{label}: the notebook process {lost}{note}"), False
             except _Protocol as error:
-                return _Outcome("error", f"the notebook process broke the grading protocol ({error})"), False
+                return _Outcome(
+                    "error", f"the notebook process broke the grading protocol ({error})"
+                ), False
             reply = message.get("reply") if isinstance(message, dict) else None
             if not (
                 isinstance(message, dict)
@@ -746,22 +823,34 @@ class Grader:
                 and message.get("nonce") == nonce
                 and isinstance(reply, dict)
             ):
-                return _Outcome("error", "the notebook process broke the grading protocol (unexpected reply)"), False
+                return _Outcome(
+                    "error", "the notebook process broke the grading protocol (unexpected reply)"
+                ), False
             status = reply.get("status")
             if status == "missing":
                 note = _cell_note(errors, self.memory_mb)
-                return _Outcome("failed", f"not attempted: `{item.name}` is not defined{note}"), True
+                return _Outcome(
+                    "failed", f"not attempted: `{item.name}` is not defined{note}"
+                ), True
             if status == "not_implemented":
-                return _Outcome("failed", f"not attempted: `{item.name}` raises NotImplementedError"), True
+                return _Outcome(
+                    "failed", f"not attempted: `{item.name}` raises NotImplementedError"
+                ), True
             if status == "error":
                 text = f"{_clean(reply.get('type', 'Error'), 80)}: {_clean(reply.get('message', ''), 200)}"
-                return _Outcome("error", f"{label}: raised {text}{_memory_note(text, self.memory_mb)}"), True
+                return _Outcome(
+                    "error", f"{label}: raised {text}{_memory_note(text, self.memory_mb)}"
+                ), True
             if status != "ok" or "output" not in reply:
-                return _Outcome("error", "the notebook process broke the grading protocol (bad reply status)"), False
+                return _Outcome(
+                    "error", "the notebook process broke the grading protocol (bad reply status)"
+                ), False
             try:
                 output = wire.decode(reply["output"])
             except wire.WireError as error:
-                return _Outcome("error", f"{label}: the result cannot be checked ({_clean(error, 150)})"), True
+                return _Outcome(
+                    "error", f"{label}: the result cannot be checked ({_clean(error, 150)})"
+                ), True
             try:
                 expected = item.reference(case)
             except Exception as error:  # noqa: BLE001 - as above
@@ -769,7 +858,10 @@ class Grader:
             try:
                 ok, detail = item.compare(output, expected)
             except Exception as error:  # noqa: BLE001 - a compare that chokes on odd output is a fail
-                ok, detail = False, f"the output could not be compared ({type(error).__name__}: {_clean(error, 150)})"
+                ok, detail = (
+                    False,
+                    f"the output could not be compared ({type(error).__name__}: {_clean(error, 150)})",
+                )
             if not ok:
                 hint = f" Hint: {item.hint}" if item.hint else ""
                 return _Outcome("failed", f"{label}: {_clean(detail, 300)}.{hint}"), True
@@ -786,7 +878,10 @@ def _python_paths() -> list[str]:
 
 def _item_bug(item: AutoItem, error: Exception) -> _Outcome:
     """The outcome when the trusted item itself fails: an error to fix in the item, not a zero."""
-    return _Outcome("error", f"grader error in item {item.id} (not the submission's fault): {type(error).__name__}: {error}")
+    return _Outcome(
+        "error",
+        f"grader error in item {item.id} (not the submission's fault): {type(error).__name__}: {error}",
+    )
 
 
 def _cell_error(entry: dict) -> dict:
@@ -835,7 +930,9 @@ def _read_submission(root: str, student: str, filename: str) -> bytes:
     """Read ``root/student/filename`` without following a link anywhere on the way."""
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        student_fd = os.open(student, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd)
+        student_fd = os.open(
+            student, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd
+        )
         try:
             return nbread.read_file_in(student_fd, filename)
         finally:

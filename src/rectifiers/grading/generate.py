@@ -38,8 +38,9 @@ import json
 import os
 import re
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from . import notebook as nbread
 
@@ -50,7 +51,9 @@ CHECK_CELL = re.compile(r'^check\("([A-Za-z0-9][A-Za-z0-9_.-]{0,63})", globals\(
 CHECK_IMPORT = "from rectifiers.grading import check"
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 _CELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_DIRECTIVE = re.compile(r"^\s*(?P<fence>`{3,}|:{3,})\{(?P<name>solution|solution-start|solution-end)\}")
+_DIRECTIVE = re.compile(
+    r"^\s*(?P<fence>`{3,}|:{3,})\{(?P<name>solution|solution-start|solution-end)\}"
+)
 
 
 class GenerateError(ValueError):
@@ -84,7 +87,9 @@ def strip_solution_regions(source: str, item_id: str | None, where: str) -> str:
                 raise GenerateError(f"{where}: {END!r} without {BEGIN!r}")
             inside = False
         elif "BEGIN SOLUTION" in line or "END SOLUTION" in line:
-            raise GenerateError(f"{where}: malformed marker line {stripped!r} (write exactly {BEGIN!r} or {END!r})")
+            raise GenerateError(
+                f"{where}: malformed marker line {stripped!r} (write exactly {BEGIN!r} or {END!r})"
+            )
         elif not inside:
             output.append(line)
     if inside:
@@ -137,7 +142,9 @@ def _has_region(source: str) -> bool:
 
 def _exercise_code(cell: nbread.Cell) -> bool:
     """A code cell the learner needs: one with a solution region, or a check cell."""
-    return cell.cell_type == "code" and (_has_region(cell.source) or check_cell_id(cell.source) is not None)
+    return cell.cell_type == "code" and (
+        _has_region(cell.source) or check_cell_id(cell.source) is not None
+    )
 
 
 def _next_code_cell(cells: list[nbread.Cell], position: int) -> nbread.Cell | None:
@@ -164,7 +171,9 @@ def generate(solution: dict, where: str = "notebook") -> dict:
         if cell.cell_type == "markdown":
             source = gated.markdown(cell.source, here)
             if gated.fence is not None:
-                raise GenerateError(f"{here}: a solution directive's fence is not closed in its cell")
+                raise GenerateError(
+                    f"{here}: a solution directive's fence is not closed in its cell"
+                )
             if "solution" in cell.tags or not source.strip():
                 continue
         elif gated.in_gated and not _exercise_code(cell):
@@ -259,16 +268,26 @@ def lint(solution: dict, notebook: str, registry: Mapping[str, Sequence[Any]]) -
                 problems.append(f"cell {cell.index}: check cell before {CHECK_IMPORT!r}")
             item = items.get(item_id)
             if item is None:
-                problems.append(f"cell {cell.index}: check id {item_id!r} is not a registered item of {notebook}")
+                problems.append(
+                    f"cell {cell.index}: check id {item_id!r} is not a registered item of {notebook}"
+                )
             elif item.kind != "auto":
-                problems.append(f"cell {cell.index}: {item_id!r} is a written item, it takes no check cell")
+                problems.append(
+                    f"cell {cell.index}: {item_id!r} is a written item, it takes no check cell"
+                )
             else:
                 previous = _previous_code_cell(cells, position)
                 if previous is None or item.name not in _top_level_names(previous.source):
-                    problems.append(f"cell {cell.index}: the cell before check({item_id!r}) must define `{item.name}`")
+                    problems.append(
+                        f"cell {cell.index}: the cell before check({item_id!r}) must define `{item.name}`"
+                    )
                 elif nbread.SKIP_TAG in previous.tags:
-                    problems.append(f"cell {previous.index}: defines `{item.name}` but is tagged {nbread.SKIP_TAG}")
-        elif cell.cell_type == "code" and "check(" in cell.source and "def check" not in cell.source:
+                    problems.append(
+                        f"cell {previous.index}: defines `{item.name}` but is tagged {nbread.SKIP_TAG}"
+                    )
+        elif (
+            cell.cell_type == "code" and "check(" in cell.source and "def check" not in cell.source
+        ):
             for line in cell.source.splitlines():
                 if line.strip().startswith("check(") and check_cell_id(line) is None:
                     problems.append(
@@ -276,7 +295,9 @@ def lint(solution: dict, notebook: str, registry: Mapping[str, Sequence[Any]]) -
                     )
         if cell.cell_type == "markdown" and "manual" in cell.tags:
             if cell.grading_id is None:
-                problems.append(f'cell {cell.index}: a cell tagged manual needs metadata {{"grading": {{"id": ...}}}}')
+                problems.append(
+                    f'cell {cell.index}: a cell tagged manual needs metadata {{"grading": {{"id": ...}}}}'
+                )
                 continue
             manual[cell.grading_id] = manual.get(cell.grading_id, 0) + 1
             item = items.get(cell.grading_id)
@@ -285,7 +306,11 @@ def lint(solution: dict, notebook: str, registry: Mapping[str, Sequence[Any]]) -
                     f"cell {cell.index}: {cell.grading_id!r} is not a registered written item of {notebook}"
                 )
             following = cells[position + 1] if position + 1 < len(cells) else None
-            if following is None or following.cell_type != "markdown" or "solution" not in following.tags:
+            if (
+                following is None
+                or following.cell_type != "markdown"
+                or "solution" not in following.tags
+            ):
                 problems.append(
                     f"cell {cell.index}: the written answer {cell.grading_id!r} must be followed by its rubric "
                     "(a markdown cell tagged solution)"
@@ -303,9 +328,15 @@ def _parser() -> argparse.ArgumentParser:
         prog="make-exercises",
         description="Generate exercises/*.ipynb from solutions/*.ipynb (solutions are the single source).",
     )
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if exercises/ is not up to date")
-    parser.add_argument("--solutions", default="solutions", metavar="DIR", help="default: ./solutions")
-    parser.add_argument("--exercises", default="exercises", metavar="DIR", help="default: ./exercises")
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if exercises/ is not up to date"
+    )
+    parser.add_argument(
+        "--solutions", default="solutions", metavar="DIR", help="default: ./solutions"
+    )
+    parser.add_argument(
+        "--exercises", default="exercises", metavar="DIR", help="default: ./exercises"
+    )
     return parser
 
 
@@ -315,7 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     solutions, exercises = Path(args.solutions), Path(args.exercises)
     if not solutions.is_dir():
-        parser.error(f"no solutions folder {str(solutions)!r}: run from the repository root or pass --solutions")
+        parser.error(
+            f"no solutions folder {str(solutions)!r}: run from the repository root or pass --solutions"
+        )
     sources = sorted(solutions.glob("*.ipynb"))
     try:
         generated = {path.name: generate_file(path) for path in sources}
@@ -350,10 +383,15 @@ def main(argv: list[str] | None = None) -> int:
             temporary.write_text(text, encoding="utf-8")
             os.replace(temporary, target)
             print(f"make-exercises: wrote {target}", file=sys.stderr)
-        for problem in lint(nbread.parse((solutions / name).read_bytes()), Path(name).stem, registry):
+        for problem in lint(
+            nbread.parse((solutions / name).read_bytes()), Path(name).stem, registry
+        ):
             print(f"make-exercises: warning: {solutions / name}: {problem}", file=sys.stderr)
     for name in orphans:
-        print(f"make-exercises: warning: {exercises / name} has no solution notebook; delete it", file=sys.stderr)
+        print(
+            f"make-exercises: warning: {exercises / name} has no solution notebook; delete it",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -82,7 +83,9 @@ class ModuleSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.layers, tuple) or not self.layers:
-            raise TypeError(f"layers must be a non-empty tuple of (kind, kwargs) pairs, got {self.layers!r}")
+            raise TypeError(
+                f"layers must be a non-empty tuple of (kind, kwargs) pairs, got {self.layers!r}"
+            )
         for layer in self.layers:
             if not (isinstance(layer, tuple) and len(layer) == 2 and isinstance(layer[1], Mapping)):
                 raise TypeError(f"each layer must be a (kind, kwargs) pair, got {layer!r}")
@@ -94,7 +97,9 @@ class ModuleSpec:
                 raise ValueError(f"layer {kind!r} does not take {sorted(unknown)}")
             for key, value in kwargs.items():
                 if not isinstance(value, (int, float, bool)):
-                    raise TypeError(f"layer {kind!r} argument {key} must be a number or bool, got {value!r}")
+                    raise TypeError(
+                        f"layer {kind!r} argument {key} must be a number or bool, got {value!r}"
+                    )
         v.check_non_negative_int("seed", self.seed)
 
     def build(self) -> torch.nn.Module:
@@ -111,11 +116,20 @@ class ModuleSpec:
     @classmethod
     def from_plain(cls, payload: Any) -> ModuleSpec:
         """Inverse of ``to_plain``, checking the payload."""
-        if type(payload) is not dict or set(payload) != {"layers", "seed"} or type(payload["layers"]) is not list:
+        if (
+            type(payload) is not dict
+            or set(payload) != {"layers", "seed"}
+            or type(payload["layers"]) is not list
+        ):
             raise wire.WireError("bad $modulespec payload")
         layers = []
         for layer in payload["layers"]:
-            if type(layer) is not list or len(layer) != 2 or type(layer[0]) is not str or type(layer[1]) is not dict:
+            if (
+                type(layer) is not list
+                or len(layer) != 2
+                or type(layer[0]) is not str
+                or type(layer[1]) is not dict
+            ):
                 raise wire.WireError("bad $modulespec layer")
             layers.append((layer[0], layer[1]))
         try:
@@ -124,7 +138,10 @@ class ModuleSpec:
             raise wire.WireError(f"bad $modulespec: {error}") from None
 
     def __str__(self) -> str:
-        parts = [f"{_LAYERS[k][0].__name__}({', '.join(f'{a}={b!r}' for a, b in kw.items())})" for k, kw in self.layers]
+        parts = [
+            f"{_LAYERS[k][0].__name__}({', '.join(f'{a}={b!r}' for a, b in kw.items())})"
+            for k, kw in self.layers
+        ]
         return parts[0] if len(parts) == 1 else f"Sequential({', '.join(parts)})"
 
 
@@ -166,7 +183,11 @@ def _show(value: Any, limit: int = 6) -> str:
         return f"{value:.6g}"
     if isinstance(value, (list, tuple)):
         inner = ", ".join(_show(x) for x in value[:limit]) + (", ..." if len(value) > limit else "")
-        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+        return (
+            f"[{inner}]"
+            if isinstance(value, list)
+            else f"({inner}{',' if len(value) == 1 else ''})"
+        )
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k!r}: {_show(x)}" for k, x in list(value.items())[:limit]) + "}"
     if isinstance(value, wire.ModuleState):
@@ -239,7 +260,11 @@ def compare_outputs(
         if check_dtype and a.dtype != e.dtype:
             return False, f"{where}: expected dtype {e.dtype}, got {a.dtype}"
         return _close_tensors(a, e, rtol, atol, where)
-    if isinstance(expected, bool) or expected is None or isinstance(expected, (str, torch.dtype, wire.ParamRef)):
+    if (
+        isinstance(expected, bool)
+        or expected is None
+        or isinstance(expected, (str, torch.dtype, wire.ParamRef))
+    ):
         if type(actual) is type(expected) and actual == expected:
             return True, ""
         return False, f"{where}: expected {_show(expected)}, got {_show(actual)}"
@@ -250,7 +275,9 @@ def compare_outputs(
     if isinstance(expected, float):
         if isinstance(actual, bool) or not isinstance(actual, (int, float)):
             return False, f"{where}: expected a number, got {_what(actual)}"
-        if (math.isnan(expected) and math.isnan(actual)) or math.isclose(actual, expected, rel_tol=rtol, abs_tol=atol):
+        if (math.isnan(expected) and math.isnan(actual)) or math.isclose(
+            actual, expected, rel_tol=rtol, abs_tol=atol
+        ):
             return True, ""
         return False, f"{where}: expected {_show(expected)}, got {_show(float(actual))}"
     if isinstance(expected, (list, tuple)):
@@ -259,7 +286,9 @@ def compare_outputs(
         if len(actual) != len(expected):
             return False, f"{where}: expected {len(expected)} elements, got {len(actual)}"
         for index, (a, e) in enumerate(zip(actual, expected)):
-            ok, detail = compare_outputs(a, e, rtol=rtol, atol=atol, check_dtype=check_dtype, where=f"{where}[{index}]")
+            ok, detail = compare_outputs(
+                a, e, rtol=rtol, atol=atol, check_dtype=check_dtype, where=f"{where}[{index}]"
+            )
             if not ok:
                 return ok, detail
         return True, ""
@@ -272,7 +301,12 @@ def compare_outputs(
             return False, f"{where}: keys differ (missing {missing}, unexpected {extra})"
         for key in expected:
             ok, detail = compare_outputs(
-                actual[key], expected[key], rtol=rtol, atol=atol, check_dtype=check_dtype, where=f"{where}[{key!r}]"
+                actual[key],
+                expected[key],
+                rtol=rtol,
+                atol=atol,
+                check_dtype=check_dtype,
+                where=f"{where}[{key!r}]",
             )
             if not ok:
                 return ok, detail
@@ -281,12 +315,21 @@ def compare_outputs(
         if not isinstance(actual, wire.ModuleState):
             return False, f"{where}: expected a module, got {_what(actual)}"
         return compare_outputs(
-            actual.state, expected.state, rtol=rtol, atol=atol, check_dtype=check_dtype, where=f"{where} state"
+            actual.state,
+            expected.state,
+            rtol=rtol,
+            atol=atol,
+            check_dtype=check_dtype,
+            where=f"{where} state",
         )
-    raise TypeError(f"expected must be plain data, a tensor, an array or a module state, got {type(expected).__name__}")
+    raise TypeError(
+        f"expected must be plain data, a tensor, an array or a module state, got {type(expected).__name__}"
+    )
 
 
-def _close_tensors(a: torch.Tensor, e: torch.Tensor, rtol: float, atol: float, where: str) -> tuple[bool, str]:
+def _close_tensors(
+    a: torch.Tensor, e: torch.Tensor, rtol: float, atol: float, where: str
+) -> tuple[bool, str]:
     if not e.dtype.is_floating_point:
         equal = a.to(torch.float64) == e.to(torch.float64) if a.dtype != e.dtype else a == e
         if bool(equal.all()):
@@ -315,7 +358,9 @@ def normalise(value: Any, param_names: Mapping[int, str] | None = None) -> Any:
     ``param_names`` become ``ParamRef``, ``torch.Size`` becomes a
     tuple and numpy scalars become Python numbers.
     """
-    return wire.decode(wire.encode(value, module_spec_type=ModuleSpec, param_names=dict(param_names or {})))
+    return wire.decode(
+        wire.encode(value, module_spec_type=ModuleSpec, param_names=dict(param_names or {}))
+    )
 
 
 def materialise(value: Any, built: list[torch.nn.Module] | None = None) -> Any:
@@ -464,7 +509,10 @@ class AutoItem(Item):
         if self.mode == "value":
             return f"`{self.name}`"
         shown = [_show(a) if not isinstance(a, ModuleSpec) else str(a) for a in case.args]
-        shown += [f"{k}={_show(x) if not isinstance(x, ModuleSpec) else str(x)}" for k, x in case.kwargs.items()]
+        shown += [
+            f"{k}={_show(x) if not isinstance(x, ModuleSpec) else str(x)}"
+            for k, x in case.kwargs.items()
+        ]
         return f"{self.name}({', '.join(shown)})"
 
 
@@ -511,7 +559,9 @@ class FunctionItem(AutoItem):
         if not callable(reference):
             raise TypeError(f"reference must be callable, got {type(reference).__name__}")
         if hidden is not None and not callable(hidden):
-            raise TypeError(f"hidden must be callable (rng -> cases) or None, got {type(hidden).__name__}")
+            raise TypeError(
+                f"hidden must be callable (rng -> cases) or None, got {type(hidden).__name__}"
+            )
         self._public = _check_cases("public", public)
         self._reference = reference
         self._hidden = hidden
@@ -540,7 +590,9 @@ class FunctionItem(AutoItem):
         return normalise(output, names)
 
     def compare(self, student_output: Any, expected: Any) -> tuple[bool, str]:
-        return compare_outputs(student_output, expected, rtol=self.rtol, atol=self.atol, check_dtype=self.check_dtype)
+        return compare_outputs(
+            student_output, expected, rtol=self.rtol, atol=self.atol, check_dtype=self.check_dtype
+        )
 
 
 class ValueItem(AutoItem):
@@ -652,9 +704,13 @@ class ModuleItem(AutoItem):
         if not callable(forward):
             raise TypeError(f"forward must be callable, got {type(forward).__name__}")
         if hidden is not None and not callable(hidden):
-            raise TypeError(f"hidden must be callable (rng -> cases) or None, got {type(hidden).__name__}")
+            raise TypeError(
+                f"hidden must be callable (rng -> cases) or None, got {type(hidden).__name__}"
+            )
         if check_state is not None and not callable(check_state):
-            raise TypeError(f"check_state must be callable or None, got {type(check_state).__name__}")
+            raise TypeError(
+                f"check_state must be callable or None, got {type(check_state).__name__}"
+            )
         self._public = _check_cases("public", public)
         self._hidden = hidden
         self._forward = forward
@@ -696,9 +752,16 @@ class ModuleItem(AutoItem):
                     reference = normalise(self._forward(dict(module.state), *inputs))
             except Exception as error:  # noqa: BLE001 - the learner's state can make any op fail
                 reason = f"{type(error).__name__}: {error}"
-                return False, f"forward on input {index}: the module's state does not fit ({reason})"
+                return (
+                    False,
+                    f"forward on input {index}: the module's state does not fit ({reason})",
+                )
             ok, detail = compare_outputs(
-                outputs[index], reference, rtol=self.rtol, atol=self.atol, where=f"forward output {index}"
+                outputs[index],
+                reference,
+                rtol=self.rtol,
+                atol=self.atol,
+                where=f"forward output {index}",
             )
             if not ok:
                 return False, detail

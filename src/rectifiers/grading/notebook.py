@@ -47,7 +47,11 @@ def read_file_in(directory_fd: int, filename: str, limit: int = MAX_NOTEBOOK_BYT
     if "/" in filename or filename in (".", ".."):
         raise NotebookError(f"{filename!r} is not a plain file name")
     try:
-        fd = os.open(filename, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=directory_fd)
+        fd = os.open(
+            filename,
+            os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+            dir_fd=directory_fd,
+        )
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise NotebookError("the notebook is a symbolic link (not followed)") from None

@@ -15,7 +15,8 @@ Reply forms (``status`` first):
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -61,18 +62,34 @@ def handle(namespace: Mapping[str, Any], request: Mapping[str, Any]) -> dict:
                 output: Any = target
             elif mode == "call":
                 if not callable(target):
-                    return {"status": "error", "type": "TypeError", "message": f"`{name}` is not a function"}
+                    return {
+                        "status": "error",
+                        "type": "TypeError",
+                        "message": f"`{name}` is not a function",
+                    }
                 output = target(*args, **kwargs)
                 if request.get("capture_args"):
                     output = {"output": output, "args": args}
             elif mode == "module":
                 if not isinstance(target, type):
-                    return {"status": "error", "type": "TypeError", "message": f"`{name}` is not a class"}
+                    return {
+                        "status": "error",
+                        "type": "TypeError",
+                        "message": f"`{name}` is not a class",
+                    }
                 module = target(*args, **kwargs)
-                outputs = [module(*call) for call in inputs] if isinstance(module, torch.nn.Module) else []
+                outputs = (
+                    [module(*call) for call in inputs]
+                    if isinstance(module, torch.nn.Module)
+                    else []
+                )
                 output = {"module": module, "outputs": outputs}
             else:
-                return {"status": "error", "type": "ValueError", "message": f"unknown mode {mode!r}"}
+                return {
+                    "status": "error",
+                    "type": "ValueError",
+                    "message": f"unknown mode {mode!r}",
+                }
         return {"status": "ok", "output": wire.encode(output, param_names=parameter_names(built))}
     except NotImplementedError as error:
         return {"status": "not_implemented", "message": _message(error)}
@@ -81,5 +98,9 @@ def handle(namespace: Mapping[str, Any], request: Mapping[str, Any]) -> dict:
         return {"status": "error", "type": "UnsupportedOutput", "message": message}
     except (Exception, SystemExit) as error:  # noqa: BLE001 - learner code can raise anything
         if isinstance(error, MemoryError):
-            return {"status": "error", "type": "MemoryError", "message": _message(error) or "out of memory"}
+            return {
+                "status": "error",
+                "type": "MemoryError",
+                "message": _message(error) or "out of memory",
+            }
         return {"status": "error", "type": type(error).__name__[:100], "message": _message(error)}

@@ -9,8 +9,9 @@ Passing it is necessary, not sufficient: the grader runs hidden cases drawn at g
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from . import probe, wire
 from .item import AutoItem, Item
@@ -50,7 +51,9 @@ class CheckResult:
 def run_public_checks(item: Item, namespace: Mapping[str, Any]) -> CheckResult:
     """Run ``item``'s public cases against ``namespace``; the result ``check`` shows."""
     if not isinstance(item, AutoItem):
-        return CheckResult("WRITTEN ANSWER", f"{item.id} is graded by hand ({item.points:g} points).")
+        return CheckResult(
+            "WRITTEN ANSWER", f"{item.id} is graded by hand ({item.points:g} points)."
+        )
     cases = item.public_cases()
     for index, case in enumerate(cases, start=1):
         reply = probe.handle(namespace, item.request(case))
@@ -63,7 +66,8 @@ def run_public_checks(item: Item, namespace: Mapping[str, Any]) -> CheckResult:
             )
         if status == "error":
             return CheckResult(
-                "FAIL", f"{item.describe(case)} raised {reply['type']}: {reply['message']}. Hint: {item.hint}".rstrip()
+                "FAIL",
+                f"{item.describe(case)} raised {reply['type']}: {reply['message']}. Hint: {item.hint}".rstrip(),
             )
         try:
             output = wire.decode(reply["output"])
@@ -72,7 +76,8 @@ def run_public_checks(item: Item, namespace: Mapping[str, Any]) -> CheckResult:
             ok, detail = False, f"the result cannot be checked: {error}"
         if not ok:
             return CheckResult(
-                "FAIL", f"check {index} of {len(cases)}, {item.describe(case)}: {detail}. Hint: {item.hint}".rstrip()
+                "FAIL",
+                f"check {index} of {len(cases)}, {item.describe(case)}: {detail}. Hint: {item.hint}".rstrip(),
             )
     return CheckResult(
         "PASS",
@@ -102,11 +107,15 @@ def check(item_id: str, namespace: Mapping[str, Any]) -> None:
     from .items import find_item
 
     if not isinstance(namespace, Mapping):
-        raise TypeError(f"namespace must be the notebook's globals() (a dict), got {type(namespace).__name__}")
+        raise TypeError(
+            f"namespace must be the notebook's globals() (a dict), got {type(namespace).__name__}"
+        )
     try:
         item = find_item(item_id)
     except (KeyError, TypeError):
-        result = CheckResult("UNKNOWN", f"there is no exercise {item_id!r}: keep the check cell as it was given.")
+        result = CheckResult(
+            "UNKNOWN", f"there is no exercise {item_id!r}: keep the check cell as it was given."
+        )
     else:
         result = run_public_checks(item, namespace)
     _display(result)

@@ -25,7 +25,8 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from .engine import Row, SubmissionResult
 
@@ -79,7 +80,15 @@ def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
 def grades_csv(results: Sequence[SubmissionResult]) -> bytes:
     """The ``grades.csv`` bytes."""
     rows = [
-        (_cell(r.student), r.notebook, r.exercise, _number(r.points), _number(r.max_points), r.status, _cell(r.detail))
+        (
+            _cell(r.student),
+            r.notebook,
+            r.exercise,
+            _number(r.points),
+            _number(r.max_points),
+            r.status,
+            _cell(r.detail),
+        )
         for result in results
         for r in result.rows
     ]
@@ -90,7 +99,9 @@ def summary_csv(results: Sequence[SubmissionResult]) -> bytes:
     """The ``summary.csv`` bytes."""
     totals: dict[str, dict[str, Any]] = {}
     for result in results:
-        total = totals.setdefault(result.student, {"points": 0.0, "max": 0.0, "manual": 0.0, "missing": []})
+        total = totals.setdefault(
+            result.student, {"points": 0.0, "max": 0.0, "manual": 0.0, "missing": []}
+        )
         for row in result.rows:
             total["points"] += row.points
             total["max"] += row.max_points
@@ -99,7 +110,13 @@ def summary_csv(results: Sequence[SubmissionResult]) -> bytes:
         if result.rows and all(row.status == "missing" for row in result.rows):
             total["missing"].append(result.notebook)
     rows = [
-        (_cell(s), _number(t["points"]), _number(t["max"]), _number(t["manual"]), " ".join(t["missing"]))
+        (
+            _cell(s),
+            _number(t["points"]),
+            _number(t["max"]),
+            _number(t["manual"]),
+            " ".join(t["missing"]),
+        )
         for s, t in sorted(totals.items())
     ]
     return _csv(SUMMARY_COLUMNS, rows)
@@ -109,7 +126,12 @@ def gradescope(result: SubmissionResult) -> dict:
     """One submission in Gradescope's ``results.json`` format (manual items carry no status)."""
     tests = []
     for row in result.rows:
-        test = {"name": row.exercise, "score": row.points, "max_score": row.max_points, "output": row.detail}
+        test = {
+            "name": row.exercise,
+            "score": row.points,
+            "max_score": row.max_points,
+            "output": row.detail,
+        }
         if row.status != "manual":
             test["status"] = "passed" if row.status == "passed" else "failed"
         tests.append(test)
@@ -120,7 +142,8 @@ def gradescope(result: SubmissionResult) -> dict:
         "execution_time": round(result.seconds, 2),
         "output": (
             f"{result.notebook}: {_number(sum(r.points for r in result.rows))} of {_number(auto_max)} "
-            f"auto-graded points" + (f"; {_number(manual_max)} points are graded by hand." if manual_max else ".")
+            f"auto-graded points"
+            + (f"; {_number(manual_max)} points are graded by hand." if manual_max else ".")
         ),
         "tests": tests,
         "extra_data": {
@@ -145,10 +168,14 @@ def write(out_dir: str, results: Sequence[SubmissionResult], run: dict) -> None:
             folder = safe_name(result.student)
             for sub in ("results", "logs"):
                 os.makedirs(os.path.join(staging, sub, folder), mode=0o755, exist_ok=True)
-            with open(os.path.join(staging, "results", folder, f"{result.notebook}.json"), "w") as handle:
+            with open(
+                os.path.join(staging, "results", folder, f"{result.notebook}.json"), "w"
+            ) as handle:
                 json.dump(gradescope(result), handle, indent=1)
             if result.output:
-                with open(os.path.join(staging, "logs", folder, f"{result.notebook}.log"), "wb") as handle:
+                with open(
+                    os.path.join(staging, "logs", folder, f"{result.notebook}.log"), "wb"
+                ) as handle:
                     handle.write(result.output)
         for sub in ("results", "logs"):
             target = os.path.join(out_dir, sub)
@@ -161,7 +188,9 @@ def write(out_dir: str, results: Sequence[SubmissionResult], run: dict) -> None:
                 shutil.rmtree(old)
         _write_atomic(os.path.join(out_dir, "grades.csv"), grades_csv(results))
         _write_atomic(os.path.join(out_dir, "summary.csv"), summary_csv(results))
-        _write_atomic(os.path.join(out_dir, "run.json"), json.dumps(run, indent=1, sort_keys=True).encode())
+        _write_atomic(
+            os.path.join(out_dir, "run.json"), json.dumps(run, indent=1, sort_keys=True).encode()
+        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -172,8 +201,13 @@ def rows_from_csv(path: str) -> list[Row]:
         reader = csv.DictReader(handle)
         return [
             Row(
-                r["student"], r["notebook"], r["exercise"], float(r["points"]), float(r["max_points"]),
-                r["status"], r["detail"],
+                r["student"],
+                r["notebook"],
+                r["exercise"],
+                float(r["points"]),
+                float(r["max_points"]),
+                r["status"],
+                r["detail"],
             )
             for r in reader
         ]

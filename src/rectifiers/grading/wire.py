@@ -32,8 +32,9 @@ import base64
 import json
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,7 +66,17 @@ TORCH_DTYPES: dict[str, torch.dtype] = {
 }
 NUMPY_DTYPES: dict[str, np.dtype] = {
     name: np.dtype(name)
-    for name in ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
+    for name in (
+        "float16",
+        "float32",
+        "float64",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "bool",
+    )
 }
 _TORCH_NAMES = {dtype: name for name, dtype in TORCH_DTYPES.items()}
 
@@ -171,7 +182,13 @@ class Encoder:
         if isinstance(value, torch.nn.Module):
             state = [[name, {"$tensor": self._tensor(t)}] for name, t in value.state_dict().items()]
             parameters = [name for name, _ in value.named_parameters()]
-            return {"$module": {"type": type(value).__qualname__[:200], "state": state, "parameters": parameters}}
+            return {
+                "$module": {
+                    "type": type(value).__qualname__[:200],
+                    "state": state,
+                    "parameters": parameters,
+                }
+            }
         if self._module_spec_type is not None and isinstance(value, self._module_spec_type):
             return {"$modulespec": value.to_plain()}
         if isinstance(value, torch.Size):
@@ -181,7 +198,11 @@ class Encoder:
         if isinstance(value, list):
             return [self.encode(v, depth + 1) for v in value]
         if isinstance(value, dict):
-            return {"$dict": [[self.encode(k, depth + 1), self.encode(v, depth + 1)] for k, v in value.items()]}
+            return {
+                "$dict": [
+                    [self.encode(k, depth + 1), self.encode(v, depth + 1)] for k, v in value.items()
+                ]
+            }
         if self._strict:
             raise WireError(f"a value of type {type(value).__qualname__} cannot cross the boundary")
         return {"$unsupported": type(value).__qualname__[:200]}
@@ -307,7 +328,11 @@ class Decoder:
             if type(payload) is not dict or set(payload) != {"type", "state", "parameters"}:
                 raise WireError("bad $module payload")
             parameters = payload["parameters"]
-            if type(parameters) is not list or any(type(p) is not str for p in parameters) or len(parameters) > 10_000:
+            if (
+                type(parameters) is not list
+                or any(type(p) is not str for p in parameters)
+                or len(parameters) > 10_000
+            ):
                 raise WireError("bad $module parameter names")
             if type(payload["type"]) is not str or len(payload["type"]) > 200:
                 raise WireError("bad $module type name")
@@ -332,7 +357,11 @@ class Decoder:
 
     def _raw(self, payload: Any, tag: str, itemsize: int) -> tuple[list[int], bytes]:
         shape = payload.get("shape")
-        if type(shape) is not list or len(shape) > 16 or any(type(d) is not int or not 0 <= d < 2**40 for d in shape):
+        if (
+            type(shape) is not list
+            or len(shape) > 16
+            or any(type(d) is not int or not 0 <= d < 2**40 for d in shape)
+        ):
             raise WireError(f"bad {tag} shape")
         data = payload.get("data")
         if type(data) is not str:
@@ -345,12 +374,18 @@ class Decoder:
         if self._bytes > MAX_TENSOR_BYTES:
             raise WireError(f"tensors larger than {MAX_TENSOR_BYTES // 2**20} MiB in total")
         if len(raw) != math.prod(shape) * itemsize:
-            raise WireError(f"{tag} data has {len(raw)} bytes, shape {shape} needs {math.prod(shape) * itemsize}")
+            raise WireError(
+                f"{tag} data has {len(raw)} bytes, shape {shape} needs {math.prod(shape) * itemsize}"
+            )
         return shape, raw
 
     def _tensor(self, payload: Any) -> torch.Tensor:
         if type(payload) is not dict or not {"dtype", "shape", "data"} <= set(payload) <= {
-            "dtype", "shape", "data", "requires_grad", "parameter"
+            "dtype",
+            "shape",
+            "data",
+            "requires_grad",
+            "parameter",
         }:
             raise WireError("bad $tensor payload")
         dtype = TORCH_DTYPES.get(payload["dtype"]) if type(payload["dtype"]) is str else None

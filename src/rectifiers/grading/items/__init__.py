@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from ..item import Item
 
@@ -41,7 +41,9 @@ def _collect(modules: Iterable[tuple[str, object]]) -> dict[str, list[Item]]:
             raise RegistryError(f"{module_name}: notebook {notebook!r} is registered twice")
         for item in items:
             if item.id in seen:
-                raise RegistryError(f"{module_name}: item id {item.id!r} is already used in {seen[item.id]}")
+                raise RegistryError(
+                    f"{module_name}: item id {item.id!r} is already used in {seen[item.id]}"
+                )
             seen[item.id] = module_name
         registry[notebook] = list(items)
     return registry

@@ -21,7 +21,9 @@ def _random_tensor(rng: torch.Generator, max_dims: int = 3) -> torch.Tensor:
     shape = tuple(int(s) for s in torch.randint(1, 7, (dims,), generator=rng))
     dtype = (torch.float32, torch.float64)[int(torch.randint(0, 2, (), generator=rng))]
     x = 3 * torch.randn(shape, generator=rng, dtype=torch.float64)
-    x = torch.where(torch.rand(shape, generator=rng, dtype=torch.float64) < 0.15, torch.zeros_like(x), x)
+    x = torch.where(
+        torch.rand(shape, generator=rng, dtype=torch.float64) < 0.15, torch.zeros_like(x), x
+    )
     return x.to(dtype)
 
 
@@ -47,7 +49,10 @@ LEAKY_RELU = FunctionItem(
     reference=_leaky_relu_reference,
     public=[
         Case((torch.tensor([-2.0, -0.5, 0.0, 1.5]),), {"negative_slope": 0.1}),
-        Case((torch.tensor([[-1.0, 2.0], [3.0, -4.0]], dtype=torch.float64),), {"negative_slope": 0.2}),
+        Case(
+            (torch.tensor([[-1.0, 2.0], [3.0, -4.0]], dtype=torch.float64),),
+            {"negative_slope": 0.2},
+        ),
         Case((torch.tensor([-3.0, 3.0]),)),
     ],
     hidden=_leaky_relu_hidden,
@@ -90,12 +95,17 @@ def _prelu_state(module: ModuleState, case: Case) -> tuple[bool, str]:
     num_parameters = case.kwargs.get("num_parameters", case.args[0] if case.args else 1)
     init = case.kwargs.get("init", 0.25)
     if module.parameters != ("weight",):
-        return False, f"the module must have exactly one parameter, `weight`; it has {list(module.parameters)}"
+        return (
+            False,
+            f"the module must have exactly one parameter, `weight`; it has {list(module.parameters)}",
+        )
     weight = module.state["weight"]
     if tuple(weight.shape) != (num_parameters,):
         return False, f"`weight` must have shape ({num_parameters},), got {tuple(weight.shape)}"
     start = weight.double()
-    if not weight.dtype.is_floating_point or not torch.allclose(start, torch.full_like(start, init)):
+    if not weight.dtype.is_floating_point or not torch.allclose(
+        start, torch.full_like(start, init)
+    ):
         return False, f"`weight` must start with every slope equal to init={init}"
     return True, ""
 
@@ -106,7 +116,12 @@ def _prelu_hidden(rng: torch.Generator) -> list[Case]:
         channels = int(torch.randint(1, 6, (), generator=rng))
         init = _random_slope(rng)
         inputs = tuple(
-            (3 * torch.randn(int(torch.randint(1, 5, (), generator=rng)), channels, 5, generator=rng),)
+            (
+                3
+                * torch.randn(
+                    int(torch.randint(1, 5, (), generator=rng)), channels, 5, generator=rng
+                ),
+            )
             for _ in range(2)
         )
         cases.append(Case((), {"num_parameters": channels, "init": init}, inputs=inputs))

@@ -39,8 +39,13 @@ def _random_input(rng: torch.Generator) -> torch.Tensor:
 def _slopes(rng: torch.Generator) -> list[float]:
     """Slopes the wrong formulas disagree on: 0, in (0, 1), above 1 and negative."""
     u = torch.rand(4, generator=rng, dtype=torch.float64)
-    return [0.0, round(float(0.01 + 0.5 * u[0]), 4), round(float(1.5 + 2 * u[1]), 4),
-            round(float(-0.1 - 0.9 * u[2]), 4), round(float(0.001 + 0.2 * u[3]), 4)]
+    return [
+        0.0,
+        round(float(0.01 + 0.5 * u[0]), 4),
+        round(float(1.5 + 2 * u[1]), 4),
+        round(float(-0.1 - 0.9 * u[2]), 4),
+        round(float(0.001 + 0.2 * u[3]), 4),
+    ]
 
 
 def _slope_cases(rng: torch.Generator) -> list[Case]:
@@ -85,8 +90,12 @@ LEAKY_OUTPUTS = ValueItem(
     "02.leaky_outputs",
     1,
     "leaky_outputs",
-    expected=tuple(float(v) for v in functional.leaky_relu(
-        torch.tensor(LEAKY_OUTPUTS_X, dtype=torch.float64), LEAKY_OUTPUTS_SLOPE).tolist()),
+    expected=tuple(
+        float(v)
+        for v in functional.leaky_relu(
+            torch.tensor(LEAKY_OUTPUTS_X, dtype=torch.float64), LEAKY_OUTPUTS_SLOPE
+        ).tolist()
+    ),
     hint="A tuple of five floats, one per input, in the order given: positive inputs pass "
     "unchanged, the others are multiplied by the slope.",
     rtol=1e-9,

@@ -18,7 +18,14 @@ import torch
 from torch import nn
 
 from rectifiers.grading import wire
-from rectifiers.grading.item import AutoItem, Case, FunctionItem, ModuleItem, ModuleSpec, compare_outputs
+from rectifiers.grading.item import (
+    AutoItem,
+    Case,
+    FunctionItem,
+    ModuleItem,
+    ModuleSpec,
+    compare_outputs,
+)
 
 NOTEBOOK = "03_negative_slope"
 
@@ -38,6 +45,7 @@ PRELU_INIT = 0.25
 
 def reference_mlp(activation: str) -> nn.Sequential:
     """The exercise's architecture, built by trusted code (parameters are overwritten)."""
+
     def act() -> nn.Module:
         if activation == "relu":
             return nn.ReLU()
@@ -78,20 +86,36 @@ class _MLPItem(ModuleItem):
         if sorted(module.parameters) != sorted(wanted):
             # named_parameters() lists a shared parameter once: one nn.PReLU used for both
             # hidden layers would make them learn a single slope together.
-            return False, (f"the parameters should be {sorted(wanted)}, got {sorted(module.parameters)}: "
-                           "give each hidden layer its own activation module")
+            return False, (
+                f"the parameters should be {sorted(wanted)}, got {sorted(module.parameters)}: "
+                "give each hidden layer its own activation module"
+            )
         if activation == "prelu":
             for name in ("1.weight", "3.weight"):
-                if not torch.equal(module.state[name].double(), torch.full((1,), PRELU_INIT, dtype=torch.float64)):
-                    return False, f"the PReLU slope {name} should start at nn.PReLU()'s default {PRELU_INIT}"
+                if not torch.equal(
+                    module.state[name].double(), torch.full((1,), PRELU_INIT, dtype=torch.float64)
+                ):
+                    return (
+                        False,
+                        f"the PReLU slope {name} should start at nn.PReLU()'s default {PRELU_INIT}",
+                    )
         trusted.load_state_dict({k: t.float() for k, t in module.state.items()})
         for index, inputs in enumerate(expected.inputs):
             with torch.no_grad():
                 reference = trusted(*inputs)
-            ok, detail = compare_outputs(outputs[index], reference, rtol=self.rtol, atol=self.atol,
-                                         where=f"MLP({activation!r}) output {index}")
+            ok, detail = compare_outputs(
+                outputs[index],
+                reference,
+                rtol=self.rtol,
+                atol=self.atol,
+                where=f"MLP({activation!r}) output {index}",
+            )
             if not ok:
-                return False, detail + " (the parameters are right: check the activations and the layer order)"
+                return (
+                    False,
+                    detail
+                    + " (the parameters are right: check the activations and the layer order)",
+                )
         return True, ""
 
 
@@ -139,8 +163,11 @@ _ACTIVATION_TYPES = (nn.ReLU, nn.LeakyReLU, nn.PReLU)
 def zero_activation_fraction(model: nn.Module, x: torch.Tensor) -> float:
     """Trusted: zeros among the outputs of every activation module, over the batch."""
     outputs: list[torch.Tensor] = []
-    hooks = [m.register_forward_hook(lambda _m, _i, out: outputs.append(out))
-             for m in model.modules() if isinstance(m, _ACTIVATION_TYPES)]
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, out: outputs.append(out))
+        for m in model.modules()
+        if isinstance(m, _ACTIVATION_TYPES)
+    ]
     try:
         model(x)
     finally:
@@ -183,11 +210,24 @@ def _zero_fraction_hidden(rng: torch.Generator) -> list[Case]:
 
 def _public_zero_fraction() -> list[Case]:
     x = torch.linspace(-2, 2, 24).reshape(6, 4)
-    relu = ModuleSpec((("linear", {"in_features": 4, "out_features": 8}), ("relu", {}),
-                       ("linear", {"in_features": 8, "out_features": 3})), seed=0)
-    leaky = ModuleSpec((("linear", {"in_features": 4, "out_features": 8}), ("leaky_relu", {"negative_slope": 0.1}),
-                        ("linear", {"in_features": 8, "out_features": 8}), ("relu", {}),
-                        ("linear", {"in_features": 8, "out_features": 3})), seed=1)
+    relu = ModuleSpec(
+        (
+            ("linear", {"in_features": 4, "out_features": 8}),
+            ("relu", {}),
+            ("linear", {"in_features": 8, "out_features": 3}),
+        ),
+        seed=0,
+    )
+    leaky = ModuleSpec(
+        (
+            ("linear", {"in_features": 4, "out_features": 8}),
+            ("leaky_relu", {"negative_slope": 0.1}),
+            ("linear", {"in_features": 8, "out_features": 8}),
+            ("relu", {}),
+            ("linear", {"in_features": 8, "out_features": 3}),
+        ),
+        seed=1,
+    )
     return [Case((relu, x)), Case((leaky, x))]
 
 
@@ -233,23 +273,39 @@ class _ComparisonItem(AutoItem):
         for activation in ACTIVATIONS:
             entry = student_output[activation]
             if not isinstance(entry, dict) or set(entry) != {"val_accuracy", "zero_fraction"}:
-                return False, f"`{self.name}[{activation!r}]` must be a dict with keys 'val_accuracy' and 'zero_fraction'"
+                return (
+                    False,
+                    f"`{self.name}[{activation!r}]` must be a dict with keys 'val_accuracy' and 'zero_fraction'",
+                )
             for key, value in entry.items():
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, (int, float))
+                    or not math.isfinite(value)
+                ):
                     return False, f"`{self.name}[{activation!r}][{key!r}]` must be a finite float"
                 if not 0 <= value <= 1:
-                    return False, f"`{self.name}[{activation!r}][{key!r}]` = {value:.4g} is not a fraction in [0, 1]"
+                    return (
+                        False,
+                        f"`{self.name}[{activation!r}][{key!r}]` = {value:.4g} is not a fraction in [0, 1]",
+                    )
             low, high = ACCURACY_RANGE
             if not low <= entry["val_accuracy"] <= high:
-                return False, (f"validation accuracy {entry['val_accuracy']:.3f} for {activation!r} is implausible: "
-                               f"a trained MLP gets well above {low} on MNIST-1D (chance is 0.1)")
+                return False, (
+                    f"validation accuracy {entry['val_accuracy']:.3f} for {activation!r} is implausible: "
+                    f"a trained MLP gets well above {low} on MNIST-1D (chance is 0.1)"
+                )
             zero = entry["zero_fraction"]
             if activation == "relu" and not RELU_ZERO_RANGE[0] <= zero <= RELU_ZERO_RANGE[1]:
-                return False, (f"zero fraction {zero:.3f} for 'relu' is implausible: ReLU sets every "
-                               "non-positive pre-activation to exactly 0")
+                return False, (
+                    f"zero fraction {zero:.3f} for 'relu' is implausible: ReLU sets every "
+                    "non-positive pre-activation to exactly 0"
+                )
             if activation != "relu" and zero > LEAKY_ZERO_MAX:
-                return False, (f"zero fraction {zero:.3f} for {activation!r} is implausible: its output is "
-                               "exactly 0 only where the pre-activation is exactly 0")
+                return False, (
+                    f"zero fraction {zero:.3f} for {activation!r} is implausible: its output is "
+                    "exactly 0 only where the pre-activation is exactly 0"
+                )
         return True, ""
 
 

@@ -19,24 +19,32 @@ from rectifiers.grading.item import Case, FunctionItem, ModuleSpec
 NOTEBOOK = "04_prelu"
 
 
-def prelu_slope_grad(x: torch.Tensor, weight: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
+def prelu_slope_grad(
+    x: torch.Tensor, weight: torch.Tensor, grad_output: torch.Tensor
+) -> torch.Tensor:
     """Trusted gradient with respect to the slopes."""
     return functional.prelu_grads(x, weight, grad_output)[1]
 
 
-def prelu_input_grad(x: torch.Tensor, weight: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
+def prelu_input_grad(
+    x: torch.Tensor, weight: torch.Tensor, grad_output: torch.Tensor
+) -> torch.Tensor:
     """Trusted gradient with respect to the input."""
     return functional.prelu_grads(x, weight, grad_output)[0]
 
 
-def _prelu_case(rng: torch.Generator, *, channel_wise: bool, spatial: int, dtype: torch.dtype) -> Case:
+def _prelu_case(
+    rng: torch.Generator, *, channel_wise: bool, spatial: int, dtype: torch.dtype
+) -> Case:
     batch = int(torch.randint(1, 6, (), generator=rng))
     # At least 2 channels: with one channel, shared and channel-wise slopes coincide.
     channels = int(torch.randint(2, 7, (), generator=rng))
     shape = (batch, channels, *(int(d) for d in torch.randint(1, 6, (spatial,), generator=rng)))
     x = 2 * torch.randn(shape, generator=rng, dtype=torch.float64)
     # Exact zeros sit on PReLU's negative side in autograd; put a few in every case.
-    x = torch.where(torch.rand(shape, generator=rng, dtype=torch.float64) < 0.1, torch.zeros_like(x), x)
+    x = torch.where(
+        torch.rand(shape, generator=rng, dtype=torch.float64) < 0.1, torch.zeros_like(x), x
+    )
     x.view(-1)[0] = 0.0
     # Slopes of both signs and above 1: the formulas must not assume 0 <= a <= 1.
     weight = 3 * torch.rand(channels if channel_wise else 1, generator=rng, dtype=torch.float64) - 1
@@ -52,17 +60,36 @@ def _prelu_hidden(rng: torch.Generator) -> list[Case]:
     # A 1-D input has no channel dimension: a single shared slope.
     x = torch.randn(int(torch.randint(3, 12, (), generator=rng)), generator=rng)
     x[0] = 0.0
-    cases.append(Case((x, torch.tensor([float(torch.rand((), generator=rng)) + 0.5]), torch.randn(x.shape, generator=rng))))
+    cases.append(
+        Case(
+            (
+                x,
+                torch.tensor([float(torch.rand((), generator=rng)) + 0.5]),
+                torch.randn(x.shape, generator=rng),
+            )
+        )
+    )
     return cases
 
 
 _PUBLIC = [
     Case((torch.tensor([-2.0, 0.0, 3.0]), torch.tensor([0.25]), torch.ones(3))),
-    Case((torch.tensor([[-1.0, 2.0, -3.0], [4.0, -5.0, 0.0]]), torch.tensor([0.25]),
-          torch.tensor([[1.0, 1.0, 2.0], [1.0, -1.0, 1.0]]))),
-    Case((torch.tensor([[[-1.0, 2.0], [-3.0, -4.0]], [[0.5, -0.5], [1.0, 2.0]]], dtype=torch.float64),
-          torch.tensor([0.1, 0.2], dtype=torch.float64),
-          torch.tensor([[[1.0, 1.0], [1.0, 2.0]], [[3.0, 4.0], [1.0, 1.0]]], dtype=torch.float64))),
+    Case(
+        (
+            torch.tensor([[-1.0, 2.0, -3.0], [4.0, -5.0, 0.0]]),
+            torch.tensor([0.25]),
+            torch.tensor([[1.0, 1.0, 2.0], [1.0, -1.0, 1.0]]),
+        )
+    ),
+    Case(
+        (
+            torch.tensor(
+                [[[-1.0, 2.0], [-3.0, -4.0]], [[0.5, -0.5], [1.0, 2.0]]], dtype=torch.float64
+            ),
+            torch.tensor([0.1, 0.2], dtype=torch.float64),
+            torch.tensor([[[1.0, 1.0], [1.0, 2.0]], [[3.0, 4.0], [1.0, 1.0]]], dtype=torch.float64),
+        )
+    ),
 ]
 
 SLOPE_GRAD = FunctionItem(
@@ -105,7 +132,9 @@ def count_prelu_slopes(model: nn.Module) -> int:
 def _cnn_spec(rng: torch.Generator, channels: list[int], shared: list[bool]) -> ModuleSpec:
     layers: list[tuple[str, dict]] = []
     for c_in, c_out, one in zip(channels[:-1], channels[1:], shared):
-        layers.append(("conv1d", {"in_channels": c_in, "out_channels": c_out, "kernel_size": 3, "padding": 1}))
+        layers.append(
+            ("conv1d", {"in_channels": c_in, "out_channels": c_out, "kernel_size": 3, "padding": 1})
+        )
         layers.append(("prelu", {"num_parameters": 1 if one else c_out}))
     layers += [("flatten", {}), ("linear", {"in_features": channels[-1] * 8, "out_features": 10})]
     return ModuleSpec(tuple(layers), seed=int(torch.randint(0, 2**31, (), generator=rng)))
@@ -113,15 +142,26 @@ def _cnn_spec(rng: torch.Generator, channels: list[int], shared: list[bool]) -> 
 
 def _count_hidden(rng: torch.Generator) -> list[Case]:
     cases = []
-    for shared in ([False, False], [True, False, False], [False, True, False], [False, False, True]):
+    for shared in (
+        [False, False],
+        [True, False, False],
+        [False, True, False],
+        [False, False, True],
+    ):
         channels = [1] + [int(c) for c in torch.randint(2, 40, (len(shared),), generator=rng)]
         cases.append(Case((_cnn_spec(rng, channels, shared),)))
     # PReLU next to LeakyReLU (no parameters) and a Linear layer with no PReLU after it.
     width = int(torch.randint(5, 50, (), generator=rng))
-    spec = ModuleSpec((("linear", {"in_features": 7, "out_features": width}), ("leaky_relu", {}),
-                       ("linear", {"in_features": width, "out_features": width}),
-                       ("prelu", {"num_parameters": width}), ("linear", {"in_features": width, "out_features": 3})),
-                      seed=int(torch.randint(0, 2**31, (), generator=rng)))
+    spec = ModuleSpec(
+        (
+            ("linear", {"in_features": 7, "out_features": width}),
+            ("leaky_relu", {}),
+            ("linear", {"in_features": width, "out_features": width}),
+            ("prelu", {"num_parameters": width}),
+            ("linear", {"in_features": width, "out_features": 3}),
+        ),
+        seed=int(torch.randint(0, 2**31, (), generator=rng)),
+    )
     cases.append(Case((spec,)))
     return cases
 
@@ -132,12 +172,31 @@ COUNT_SLOPES = FunctionItem(
     "count_prelu_slopes",
     reference=count_prelu_slopes,
     public=[
-        Case((ModuleSpec((("linear", {"in_features": 4, "out_features": 6}), ("prelu", {}),
-                          ("linear", {"in_features": 6, "out_features": 2})), seed=0),)),
-        Case((ModuleSpec((("conv1d", {"in_channels": 1, "out_channels": 8, "kernel_size": 3}),
-                          ("prelu", {"num_parameters": 8}),
-                          ("conv1d", {"in_channels": 8, "out_channels": 16, "kernel_size": 3}),
-                          ("prelu", {"num_parameters": 16})), seed=0),)),
+        Case(
+            (
+                ModuleSpec(
+                    (
+                        ("linear", {"in_features": 4, "out_features": 6}),
+                        ("prelu", {}),
+                        ("linear", {"in_features": 6, "out_features": 2}),
+                    ),
+                    seed=0,
+                ),
+            )
+        ),
+        Case(
+            (
+                ModuleSpec(
+                    (
+                        ("conv1d", {"in_channels": 1, "out_channels": 8, "kernel_size": 3}),
+                        ("prelu", {"num_parameters": 8}),
+                        ("conv1d", {"in_channels": 8, "out_channels": 16, "kernel_size": 3}),
+                        ("prelu", {"num_parameters": 16}),
+                    ),
+                    seed=0,
+                ),
+            )
+        ),
     ],
     hidden=_count_hidden,
     hint="Walk model.modules(), keep the nn.PReLU ones and add up the number of elements of "

@@ -30,7 +30,13 @@ NOTEBOOK = "05_initialisation"
 def _gain_hidden(rng: torch.Generator) -> list[Case]:
     u = torch.rand(5, generator=rng, dtype=torch.float64)
     # Slopes away from 0 and +-1, where a formula without the square or without the root agrees.
-    slopes = [0.02 + 0.5 * u[0], 1.5 + 3 * u[1], -(0.05 + 0.6 * u[2]), -(1.5 + 2 * u[3]), 0.2 + 0.5 * u[4]]
+    slopes = [
+        0.02 + 0.5 * u[0],
+        1.5 + 3 * u[1],
+        -(0.05 + 0.6 * u[2]),
+        -(1.5 + 2 * u[3]),
+        0.2 + 0.5 * u[4],
+    ]
     return [Case((round(float(s), 4),)) for s in slopes]
 
 
@@ -75,7 +81,12 @@ class _InitItem(FunctionItem):
     def reference(self, case: Case) -> Any:
         spec, slope = case.args
         module = spec.build()
-        expected: dict[str, Any] = {"names": sorted(module.state_dict()), "std": {}, "zero": [], "same": {}}
+        expected: dict[str, Any] = {
+            "names": sorted(module.state_dict()),
+            "std": {},
+            "zero": [],
+            "same": {},
+        }
         for prefix, m in module.named_modules():
             dot = f"{prefix}." if prefix else ""
             if isinstance(m, _WEIGHTED):
@@ -92,21 +103,28 @@ class _InitItem(FunctionItem):
             return False, "the grader could not read the module back after the call"
         state = args[0].state
         if sorted(state) != expected["names"]:
-            return False, f"the module's parameters changed names: expected {expected['names']}, got {sorted(state)}"
+            return (
+                False,
+                f"the module's parameters changed names: expected {expected['names']}, got {sorted(state)}",
+            )
         for name, std in expected["std"].items():
             w = state[name].detach().to(torch.float64).reshape(-1)
             n = w.numel()
             mean = float(w.mean())
             sample_std = float(w.std(correction=0))
             if not abs(sample_std / std - 1) <= STD_RTOL:
-                return False, (f"{name} has standard deviation {sample_std:.4g}, expected gain / sqrt(fan_in) = "
-                               f"{std:.4g} (within {STD_RTOL:.0%})")
+                return False, (
+                    f"{name} has standard deviation {sample_std:.4g}, expected gain / sqrt(fan_in) = "
+                    f"{std:.4g} (within {STD_RTOL:.0%})"
+                )
             if abs(mean) > MEAN_SIGMAS * std / math.sqrt(n):
                 return False, f"{name} has mean {mean:.3g}; Kaiming initialisation is centred on 0"
             excess = float(((w - mean) ** 4).mean()) / sample_std**4 - 3
             if abs(excess) > KURTOSIS_TOL:
-                return False, (f"{name} does not look normally distributed (excess kurtosis {excess:.2f}, "
-                               "0 for a normal, -1.2 for a uniform distribution): use kaiming_normal_")
+                return False, (
+                    f"{name} does not look normally distributed (excess kurtosis {excess:.2f}, "
+                    "0 for a normal, -1.2 for a uniform distribution): use kaiming_normal_"
+                )
         for name in expected["zero"]:
             if torch.count_nonzero(state[name]):
                 return False, f"{name} must be all zeros"
@@ -128,8 +146,13 @@ def _init_spec(rng: torch.Generator, slope: float, *, prelu_first: bool) -> Modu
         ("conv1d", {"in_channels": draw(48, 64), "out_channels": draw(128, 160), "kernel_size": 5}),
         ("leaky_relu", {"negative_slope": slope}),
         ("linear", {"in_features": draw(256, 400), "out_features": width}),
-        ("prelu", {"num_parameters": width if prelu_first else 1,
-                   "init": round(float(torch.rand((), generator=rng)), 4)}),
+        (
+            "prelu",
+            {
+                "num_parameters": width if prelu_first else 1,
+                "init": round(float(torch.rand((), generator=rng)), 4),
+            },
+        ),
         # fan_out is 16 times fan_in here: mode="fan_out" is far off.
         ("linear", {"in_features": narrow, "out_features": 16 * narrow, "bias": False}),
         ("prelu", {"num_parameters": 1, "init": 0.25}),
@@ -139,7 +162,11 @@ def _init_spec(rng: torch.Generator, slope: float, *, prelu_first: bool) -> Modu
 
 def _init_hidden(rng: torch.Generator) -> list[Case]:
     cases = []
-    for sign, (low, high), prelu_first in ((1, (0.4, 0.7), True), (-1, (1.4, 2.0), False), (1, (1.4, 2.0), True)):
+    for sign, (low, high), prelu_first in (
+        (1, (0.4, 0.7), True),
+        (-1, (1.4, 2.0), False),
+        (1, (1.4, 2.0), True),
+    ):
         # |slope| away from 0 and 1, where ignoring it or forgetting the square root passes.
         magnitude = low + (high - low) * float(torch.rand((), generator=rng))
         slope = round(sign * magnitude, 4)
@@ -148,12 +175,15 @@ def _init_hidden(rng: torch.Generator) -> list[Case]:
     return cases
 
 
-_PUBLIC_INIT_SPEC = ModuleSpec((
-    ("linear", {"in_features": 300, "out_features": 200}),
-    ("prelu", {"num_parameters": 200, "init": 0.1}),
-    ("conv1d", {"in_channels": 64, "out_channels": 128, "kernel_size": 5}),
-    ("leaky_relu", {"negative_slope": 0.5}),
-), seed=0)
+_PUBLIC_INIT_SPEC = ModuleSpec(
+    (
+        ("linear", {"in_features": 300, "out_features": 200}),
+        ("prelu", {"num_parameters": 200, "init": 0.1}),
+        ("conv1d", {"in_channels": 64, "out_channels": 128, "kernel_size": 5}),
+        ("leaky_relu", {"negative_slope": 0.5}),
+    ),
+    seed=0,
+)
 
 INIT_LEAKY = _InitItem(
     "05.init_leaky_",
@@ -181,7 +211,9 @@ def mismatch_growth(actual_slope: float, assumed_slope: float, depth: int) -> fl
 def _growth_hidden(rng: torch.Generator) -> list[Case]:
     cases = []
     for _ in range(6):
-        actual, assumed = (round(float(v), 3) for v in 3 * torch.rand(2, generator=rng, dtype=torch.float64) - 1.5)
+        actual, assumed = (
+            round(float(v), 3) for v in 3 * torch.rand(2, generator=rng, dtype=torch.float64) - 1.5
+        )
         if abs(abs(actual) - abs(assumed)) < 0.1:
             assumed = round(-assumed + 0.3, 3)  # equal magnitudes make every formula give 1
         depth = int(torch.randint(2, 41, (), generator=rng))

@@ -43,8 +43,12 @@ DECAYED_SLOPE = FunctionItem(
     2,
     "decayed_slope",
     reference=decayed_slope,
-    public=[Case((0.25, 0.1, 0.01, 0)), Case((0.25, 0.1, 0.01, 1)), Case((0.25, 0.1, 0.05, 100)),
-            Case((-0.5, 0.5, 0.2, 7))],
+    public=[
+        Case((0.25, 0.1, 0.01, 0)),
+        Case((0.25, 0.1, 0.01, 1)),
+        Case((0.25, 0.1, 0.05, 100)),
+        Case((-0.5, 0.5, 0.2, 7)),
+    ],
     hidden=_decay_hidden,
     hint="Each step multiplies the slope by the same factor (1 - lr * weight_decay): no "
     "exponential approximation, and lr and weight_decay both enter.",
@@ -76,7 +80,10 @@ def _canonical(groups: Any) -> tuple[set[tuple[float, frozenset[str]]] | None, s
             if not isinstance(param, wire.ParamRef):
                 return None, f"group {index}: 'params' must hold the model's own parameters"
             if param.name in seen:
-                return None, f"parameter {param.name} appears twice (groups {seen[param.name]} and {index})"
+                return (
+                    None,
+                    f"parameter {param.name} appears twice (groups {seen[param.name]} and {index})",
+                )
             seen[param.name] = index
             names.append(param.name)
         if names:
@@ -85,7 +92,9 @@ def _canonical(groups: Any) -> tuple[set[tuple[float, frozenset[str]]] | None, s
 
 
 def _describe(canonical: set[tuple[float, frozenset[str]]]) -> str:
-    return "; ".join(f"weight_decay={decay:g}: {sorted(names)}" for decay, names in sorted(canonical, key=str))
+    return "; ".join(
+        f"weight_decay={decay:g}: {sorted(names)}" for decay, names in sorted(canonical, key=str)
+    )
 
 
 def compare_groups(student_output: Any, expected: Any) -> tuple[bool, str]:
@@ -105,7 +114,10 @@ def _group_spec(rng: torch.Generator) -> ModuleSpec:
 
     c1, c2, width = draw(2, 8), draw(2, 8), draw(3, 12)
     pool = [
-        ("conv1d", {"in_channels": 1, "out_channels": c1, "kernel_size": 3, "bias": bool(draw(0, 1))}),
+        (
+            "conv1d",
+            {"in_channels": 1, "out_channels": c1, "kernel_size": 3, "bias": bool(draw(0, 1))},
+        ),
         ("batchnorm1d", {"num_features": c1}),
         ("prelu", {"num_parameters": c1 if draw(0, 1) else 1}),
         ("conv1d", {"in_channels": c1, "out_channels": c2, "kernel_size": 3}),
@@ -128,13 +140,27 @@ def _groups_hidden(rng: torch.Generator) -> list[Case]:
 
 
 _PUBLIC_GROUP_SPECS = (
-    ModuleSpec((("linear", {"in_features": 4, "out_features": 8}), ("prelu", {}),
-                ("linear", {"in_features": 8, "out_features": 2})), seed=0),
-    ModuleSpec((("linear", {"in_features": 4, "out_features": 8, "bias": False}),
-                ("batchnorm1d", {"num_features": 8}), ("prelu", {"num_parameters": 8}),
-                ("linear", {"in_features": 8, "out_features": 8}), ("relu", {}),
-                ("linear", {"in_features": 8, "out_features": 2})), seed=0),
+    ModuleSpec(
+        (
+            ("linear", {"in_features": 4, "out_features": 8}),
+            ("prelu", {}),
+            ("linear", {"in_features": 8, "out_features": 2}),
+        ),
+        seed=0,
+    ),
+    ModuleSpec(
+        (
+            ("linear", {"in_features": 4, "out_features": 8, "bias": False}),
+            ("batchnorm1d", {"num_features": 8}),
+            ("prelu", {"num_parameters": 8}),
+            ("linear", {"in_features": 8, "out_features": 8}),
+            ("relu", {}),
+            ("linear", {"in_features": 8, "out_features": 2}),
+        ),
+        seed=0,
+    ),
 )
+
 
 class _GroupsItem(FunctionItem):
     """Parameter groups compared as sets of names: the order of the groups, and of the
