@@ -17,6 +17,7 @@ Messages go over the dedicated socket given to ``serve`` (never stdout), as fram
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -65,7 +66,7 @@ def _error(error: BaseException) -> dict:
 
 
 def serve(fd: int) -> None:
-    """Run the job arriving on socket ``fd`` (see the module docstring) until the grader says bye."""
+    """Run the job arriving on socket ``fd`` (see the module docstring) until the grader's bye."""
     from . import public
 
     channel = Channel(socket.socket(fileno=fd))
@@ -118,8 +119,7 @@ def main(fd: int) -> None:  # pragma: no cover - sandboxed child only
         finally:
             os._exit(RUNNER_FAILED)
     for stream in (sys.stdout, sys.stderr):
-        try:
+        # BaseException: the learner may have replaced the streams with anything.
+        with contextlib.suppress(BaseException):
             stream.flush()
-        except BaseException:  # noqa: BLE001 - the learner may have replaced the streams
-            pass
     os._exit(0)

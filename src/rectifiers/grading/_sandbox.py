@@ -21,6 +21,7 @@ write coverage data (they lose their privileges and see a read-only filesystem);
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import resource
@@ -199,10 +200,9 @@ def isolate_filesystem(  # pragma: no cover - sandboxed child only
     mount_setattr("/", attr_set=MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID)
     mount_setattr(workdir, attr_clr=MOUNT_ATTR_RDONLY)
     if new_proc:
-        try:
+        # A container may forbid a second proc mount; the outer /proc is read-only anyway.
+        with contextlib.suppress(SandboxError):
             mount("proc", "/proc", "proc", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        except SandboxError:
-            pass  # a container may forbid a second proc mount; the outer /proc is read-only anyway
 
 
 def set_parent_death_signal(
@@ -289,5 +289,5 @@ def apply_limits(  # pragma: no cover - sandboxed child only
         limits.append((resource.RLIMIT_NPROC, processes))
     for which, value in limits:
         resource.setrlimit(which, (value, value))
-    # SIGXCPU at the soft limit, SIGKILL at the hard one: a process that outlives the job still stops.
+    # SIGXCPU at the soft limit, SIGKILL at the hard one: a process outliving the job still stops.
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))

@@ -24,6 +24,7 @@ exercise them end to end.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -79,8 +80,8 @@ def _exit_code(status: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def _probe_namespaces(  # pragma: no cover - zygote process only
-    probe_dir: str, userns: bool
+def _try_namespaces(  # pragma: no cover - zygote process only
+    trial_dir: str, userns: bool
 ) -> tuple[bool, str]:
     """Try the full namespace set-up in a throw-away child; ``(works, reason)``."""
     read_end, write_end = os.pipe()
@@ -96,7 +97,7 @@ def _probe_namespaces(  # pragma: no cover - zygote process only
             inner = os.fork()
             if inner == 0:
                 try:
-                    _sandbox.isolate_filesystem(probe_dir, [], new_proc=True)
+                    _sandbox.isolate_filesystem(trial_dir, [], new_proc=True)
                     os._exit(0)
                 except BaseException as error:  # noqa: BLE001
                     os.write(write_end, f"{type(error).__name__}: {error}".encode()[:500])
@@ -234,7 +235,7 @@ def main(ctl_fd: int) -> None:  # pragma: no cover - zygote process only
     config, _ = _receive(ctl)
     loaded, failed = _preload(config["preload"])
     if config["namespaces"]:
-        namespaces, reason = _probe_namespaces(config["probe_dir"], config["userns"])
+        namespaces, reason = _try_namespaces(config["trial_dir"], config["userns"])
     else:
         namespaces, reason = False, "disabled"
     _send(
@@ -266,10 +267,8 @@ def main(ctl_fd: int) -> None:  # pragma: no cover - zygote process only
         elif request["op"] == "release":
             # Reaped only now: until then its pid, which is also the job's process group id,
             # cannot be recycled, so the grader's kill of that group cannot hit another job.
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(request["pid"], 0)
-            except ChildProcessError:
-                pass
             _send(ctl, {"ok": True})
         else:
             break
@@ -290,9 +289,9 @@ class Zygote:
     Args:
         preload: modules to import before forking.
         env: the zygote's environment (jobs get their own).
-        namespaces: try namespaces (the zygote probes whether they work).
+        namespaces: try namespaces (the zygote tries them once in a throw-away child).
         userns: add a user namespace (when the grader is not root).
-        probe_dir: an empty folder for the namespace probe.
+        trial_dir: an empty folder for that trial.
         start_timeout: seconds to wait for the imports.
     """
 
@@ -303,7 +302,7 @@ class Zygote:
         *,
         namespaces: bool,
         userns: bool,
-        probe_dir: str,
+        trial_dir: str,
         start_timeout: float = 300,
     ):
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -318,7 +317,7 @@ class Zygote:
             [sys.executable, "-I", "-c", bootstrap, json.dumps(paths), str(child_end.fileno())],
             pass_fds=[child_end.fileno()],
             env=env,
-            cwd=probe_dir,
+            cwd=trial_dir,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -331,7 +330,7 @@ class Zygote:
                 "preload": preload,
                 "namespaces": namespaces,
                 "userns": userns,
-                "probe_dir": probe_dir,
+                "trial_dir": trial_dir,
             },
         )
         self._sock.settimeout(start_timeout)

@@ -38,7 +38,7 @@ class Cell:
 
 
 def read_file_in(directory_fd: int, filename: str, limit: int = MAX_NOTEBOOK_BYTES) -> bytes:
-    """Read the regular file ``filename`` inside an open directory, refusing links and oversize files.
+    """Read the regular file ``filename`` in an open directory, refusing links and oversize files.
 
     Raises:
         FileNotFoundError: there is no such entry.

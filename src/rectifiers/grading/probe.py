@@ -8,7 +8,8 @@ Reply forms (``status`` first):
 
 - ``{"status": "ok", "output": <wire value>}``
 - ``{"status": "missing"}``: the name is not defined
-- ``{"status": "not_implemented", "message": ...}``: the learner's code raised ``NotImplementedError``
+- ``{"status": "not_implemented", "message": ...}``: the learner's code raised
+  ``NotImplementedError``
 - ``{"status": "error", "type": <exception class name>, "message": ...}``
 """
 

@@ -87,7 +87,10 @@ class WireError(ValueError):
 
 @dataclass(frozen=True)
 class ParamRef:
-    """The submission returned a parameter of a module the grader sent, named as in ``named_parameters``."""
+    """A parameter of a module the grader sent, returned by the submission.
+
+    Named as in ``named_parameters``.
+    """
 
     name: str
 
@@ -374,9 +377,8 @@ class Decoder:
         if self._bytes > MAX_TENSOR_BYTES:
             raise WireError(f"tensors larger than {MAX_TENSOR_BYTES // 2**20} MiB in total")
         if len(raw) != math.prod(shape) * itemsize:
-            raise WireError(
-                f"{tag} data has {len(raw)} bytes, shape {shape} needs {math.prod(shape) * itemsize}"
-            )
+            needed = math.prod(shape) * itemsize
+            raise WireError(f"{tag} data has {len(raw)} bytes, shape {shape} needs {needed}")
         return shape, raw
 
     def _tensor(self, payload: Any) -> torch.Tensor:
