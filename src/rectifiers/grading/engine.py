@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -67,6 +68,9 @@ class Row:
     max_points: float
     status: str
     detail: str
+    #: What the student may see: ``detail`` without hidden inputs, expected values or text the
+    #: submission produced after it saw them (feedback files, Gradescope results).
+    feedback: str = ""
 
 
 @dataclass
@@ -86,6 +90,10 @@ class SubmissionResult:
 class _Outcome:
     status: str
     detail: str = ""
+    #: The student-visible text when it differs from ``detail`` (``None``: the same).
+    public: str | None = None
+    #: For a partial-credit item that did not pass: the fraction of its points earned.
+    credit: float = 0.0
 
 
 def _derive_seed(*parts: object) -> int:
@@ -196,6 +204,7 @@ class Grader:
         *,
         hide: Sequence[str | os.PathLike] = (),
         progress: Callable[[SubmissionResult], None] | None = None,
+        only: Callable[[str, str], bool] | None = None,
     ) -> list[SubmissionResult]:
         """Grade every student folder in ``submissions_dir`` against every registered notebook.
 
@@ -203,6 +212,8 @@ class Grader:
             submissions_dir: one folder per student holding ``<notebook>.ipynb`` files.
             hide: further folders the submissions must not see (the output folder).
             progress: called with each result as it completes (from a worker thread).
+            only: ``only(student, notebook)`` says which submissions to grade (default: all);
+                re-grading a subset and resuming an interrupted run use it.
 
         Returns:
             One result per student and notebook, sorted by student then notebook order.
@@ -211,7 +222,12 @@ class Grader:
         root = os.path.realpath(submissions_dir)
         self._pool.hidden = [root] + [os.path.realpath(p) for p in hide if os.path.isdir(p)]
         students = discover_students(root)
-        tasks = [(student, notebook) for student in students for notebook in self.registry]
+        tasks = [
+            (student, notebook)
+            for student in students
+            for notebook in self.registry
+            if only is None or only(student, notebook)
+        ]
         slots: queue.Queue[int] = queue.Queue()
         for slot in range(self.jobs):
             slots.put(slot)
@@ -233,9 +249,20 @@ class Grader:
         rows = []
         for item in self.registry[notebook]:
             outcome = outcomes[item.id]
-            points = item.points if outcome.status == "passed" else 0.0
+            fraction = 1.0 if outcome.status == "passed" else outcome.credit
+            points = round(item.points * fraction, 2)
+            public = outcome.detail if outcome.public is None else outcome.public
             rows.append(
-                Row(student, notebook, item.id, points, item.points, outcome.status, outcome.detail)
+                Row(
+                    student,
+                    notebook,
+                    item.id,
+                    points,
+                    item.points,
+                    outcome.status,
+                    outcome.detail,
+                    public,
+                )
             )
         return rows
 
@@ -386,89 +413,151 @@ class Grader:
         deadline: float,
         errors: list[dict],
     ) -> tuple[_Outcome, bool]:
-        """``(outcome, child still usable)`` for one item: all its public then hidden cases."""
+        """``(outcome, child still usable)`` for one item: all its public then hidden cases.
+
+        An all-or-nothing item stops at its first failed case; a partial-credit item
+        (``credit == "cases"``) goes on while the child is usable and earns
+        ``passed / total`` of its points.
+        """
         try:
             cases = [("public", i, c) for i, c in enumerate(item.public_cases(), 1)]
             cases += [("hidden", i, c) for i, c in enumerate(item.hidden_cases(rng), 1)]
             requests = [item.request(case) for _, _, case in cases]
         except Exception as error:  # noqa: BLE001 - a bug in trusted item code must not stop the class
             return _item_bug(item, error), True
+        partial = getattr(item, "credit", "all") == "cases"
+        hidden_total = sum(kind == "hidden" for kind, _, _ in cases)
+        passed, first, alive = 0, None, True
         for (kind, number, case), request in zip(cases, requests, strict=True):
-            label = f"{kind} case {number}: {item.describe(case)}"
-            nonce = secrets.token_hex(8)
-            call_deadline = min(deadline, time.monotonic() + self.call_timeout)
-            try:
-                child.send({"type": "probe", "nonce": nonce, "request": request})
-                message = child.receive(call_deadline)
-            except _Timeout:
-                limit = (
-                    "the notebook's time limit"
-                    if call_deadline == deadline
-                    else f"{self.call_timeout:g} s"
-                )
-                return _Outcome("timeout", f"{label}: no answer within {limit}"), False
-            except _Lost as lost:
-                note = _memory_note(
-                    child.output.value().decode(errors="replace")[-4000:] + str(lost),
-                    self.memory_mb,
-                )
-                return _Outcome("error", f"{label}: the notebook process {lost}{note}"), False
-            except _Protocol as error:
-                return _Outcome(
-                    "error", f"the notebook process broke the grading protocol ({error})"
-                ), False
-            reply = message.get("reply") if isinstance(message, dict) else None
-            if not (
-                isinstance(message, dict)
-                and message.get("type") == "reply"
-                and message.get("nonce") == nonce
-                and isinstance(reply, dict)
-            ):
-                return _Outcome(
-                    "error", "the notebook process broke the grading protocol (unexpected reply)"
-                ), False
-            status = reply.get("status")
-            if status == "missing":
-                note = _cell_note(errors, self.memory_mb)
-                return _Outcome(
-                    "failed", f"not attempted: `{item.name}` is not defined{note}"
-                ), True
-            if status == "not_implemented":
-                return _Outcome(
-                    "failed", f"not attempted: `{item.name}` raises NotImplementedError"
-                ), True
-            if status == "error":
-                kind_text = _clean(reply.get("type", "Error"), 80)
-                text = f"{kind_text}: {_clean(reply.get('message', ''), 200)}"
-                return _Outcome(
-                    "error", f"{label}: raised {text}{_memory_note(text, self.memory_mb)}"
-                ), True
-            if status != "ok" or "output" not in reply:
-                return _Outcome(
-                    "error", "the notebook process broke the grading protocol (bad reply status)"
-                ), False
-            try:
-                output = wire.decode(reply["output"])
-            except wire.WireError as error:
-                return _Outcome(
-                    "error", f"{label}: the result cannot be checked ({_clean(error, 150)})"
-                ), True
-            try:
-                expected = item.reference(case)
-            except Exception as error:  # noqa: BLE001 - as above
-                return _item_bug(item, error), True
-            try:
-                ok, detail = item.compare(output, expected)
-            except Exception as error:  # noqa: BLE001 - a compare that chokes on odd output is a fail
-                ok, detail = (
-                    False,
-                    "the output could not be compared "
-                    f"({type(error).__name__}: {_clean(error, 150)})",
-                )
-            if not ok:
-                hint = f" Hint: {item.hint}" if item.hint else ""
-                return _Outcome("failed", f"{label}: {_clean(detail, 300)}.{hint}"), True
-        return _Outcome("passed", f"all {len(cases)} case{'s' * (len(cases) != 1)} passed"), True
+            outcome, alive, final = self._check_case(
+                child, item, (kind, number, hidden_total), case, request, deadline, errors
+            )
+            if outcome is None:
+                passed += 1
+                continue
+            first = first or outcome
+            if final or not partial or not alive:
+                break
+        if first is None:
+            return _Outcome(
+                "passed", f"all {len(cases)} case{'s' * (len(cases) != 1)} passed"
+            ), True
+        if partial and passed:
+            summary = f"{passed} of {len(cases)} cases passed; first failure: "
+            first.credit = passed / len(cases)
+            first.public = summary + (first.detail if first.public is None else first.public)
+            first.detail = summary + first.detail
+        return first, alive
+
+    def _check_case(
+        self,
+        child: Child,
+        item: AutoItem,
+        where: tuple[str, int, int],
+        case: Any,
+        request: dict,
+        deadline: float,
+        errors: list[dict],
+    ) -> tuple[_Outcome | None, bool, bool]:
+        """``(outcome or None when the case passed, child still usable, stop the item)``.
+
+        For a hidden case the student-visible text (``_Outcome.public``) names the case by its
+        number only: never its inputs, the expected value, or text the submission produced
+        after it was given them (exception messages and type names, its output).
+        """
+        kind, number, hidden_total = where
+        label = f"{kind} case {number}: {item.describe(case)}"
+        shown = f"hidden case {number} of {hidden_total}" if kind == "hidden" else None
+
+        def fail(status: str, detail: str, public: str | None = None) -> _Outcome:
+            if shown is None:
+                return _Outcome(status, detail)
+            return _Outcome(status, detail, public if public is not None else shown)
+
+        hint = f" Hint: {item.hint}" if item.hint else ""
+        nonce = secrets.token_hex(8)
+        call_deadline = min(deadline, time.monotonic() + self.call_timeout)
+        try:
+            child.send({"type": "probe", "nonce": nonce, "request": request})
+            message = child.receive(call_deadline)
+        except _Timeout:
+            limit = (
+                "the notebook's time limit"
+                if call_deadline == deadline
+                else f"{self.call_timeout:g} s"
+            )
+            return (
+                fail(
+                    "timeout",
+                    f"{label}: no answer within {limit}",
+                    f"{shown}: no answer within {limit}",
+                ),
+                False,
+                True,
+            )
+        except _Lost as lost:
+            note = _memory_note(
+                child.output.value().decode(errors="replace")[-4000:] + str(lost), self.memory_mb
+            )
+            text = f"the notebook process {lost}{note}"
+            return fail("error", f"{label}: {text}", f"{shown}: {text}"), False, True
+        except _Protocol as error:
+            text = f"the notebook process broke the grading protocol ({error})"
+            return fail("error", text, text), False, True
+        reply = message.get("reply") if isinstance(message, dict) else None
+        if not (
+            isinstance(message, dict)
+            and message.get("type") == "reply"
+            and message.get("nonce") == nonce
+            and isinstance(reply, dict)
+        ):
+            text = "the notebook process broke the grading protocol (unexpected reply)"
+            return fail("error", text, text), False, True
+        status = reply.get("status")
+        if status == "missing":
+            detail = f"not attempted: `{item.name}` is not defined"
+            public = detail + (" (a cell raised an exception)" if _cell_note(errors, 0) else "")
+            return (
+                _Outcome("failed", detail + _cell_note(errors, self.memory_mb), public),
+                True,
+                True,
+            )
+        if status == "not_implemented":
+            text = f"not attempted: `{item.name}` raises NotImplementedError"
+            return _Outcome("failed", text), True, True
+        if status == "error":
+            kind_text = _clean(reply.get("type", "Error"), 80)
+            text = f"{kind_text}: {_clean(reply.get('message', ''), 200)}"
+            detail = f"{label}: raised {text}{_memory_note(text, self.memory_mb)}"
+            return fail("error", detail, f"{shown}: raised an exception.{hint}"), True, False
+        if status != "ok" or "output" not in reply:
+            text = "the notebook process broke the grading protocol (bad reply status)"
+            return fail("error", text, text), False, True
+        try:
+            output = wire.decode(reply["output"])
+        except wire.WireError as error:
+            detail = f"{label}: the result cannot be checked ({_clean(error, 150)})"
+            return fail("error", detail, f"{shown}: the result cannot be checked"), True, False
+        try:
+            expected = item.reference(case)
+        except Exception as error:  # noqa: BLE001 - as above
+            return _item_bug(item, error), True, True
+        try:
+            ok, detail = item.compare(output, expected)
+        except Exception as error:  # noqa: BLE001 - a compare that chokes on odd output is a fail
+            ok, detail = (
+                False,
+                f"the output could not be compared ({type(error).__name__}: {_clean(error, 150)})",
+            )
+        if ok:
+            return None, True, False
+        return (
+            fail(
+                "failed", f"{label}: {_clean(detail, 300)}.{hint}", f"{shown}: wrong output.{hint}"
+            ),
+            True,
+            False,
+        )
 
 
 def _item_bug(item: AutoItem, error: Exception) -> _Outcome:
@@ -477,6 +566,8 @@ def _item_bug(item: AutoItem, error: Exception) -> _Outcome:
         "error",
         f"grader error in item {item.id} (not the submission's fault): "
         f"{type(error).__name__}: {error}",
+        # The trusted code's message may quote a hidden case: the student gets none of it.
+        "the grader could not check this item (not your fault; your instructor is told)",
     )
 
 

@@ -53,6 +53,9 @@ __all__ = [
 
 ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PYTHON_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: How an auto-graded item's points are awarded: ``"all"`` (every case must pass, else 0) or
+#: ``"cases"`` (``points * passed / total`` over its public and hidden cases).
+CREDITS = ("all", "cases")
 
 
 class Item:
@@ -121,14 +124,20 @@ class AutoItem(Item):
     """
 
     kind = "auto"
+    #: ``"all"``: the points only when every case passes; ``"cases"``: partial credit,
+    #: ``points * passed / total`` over the public and hidden cases (see ``CREDITS``).
+    credit: str = "all"
     mode: ClassVar[str] = "call"
     #: For ``mode == "call"``: also send back the arguments after the call (in-place functions).
     capture_args: ClassVar[bool] = False
 
-    def __init__(self, id: str, points: float, *, name: str, hint: str = ""):
+    def __init__(self, id: str, points: float, *, name: str, hint: str = "", credit: str = "all"):
         if name is None:
             raise TypeError("name must be a str (the global the learner defines), got None")
         super().__init__(id, points, name=name, hint=hint)
+        if credit not in CREDITS:
+            raise ValueError(f"credit must be one of {CREDITS}, got {credit!r}")
+        self.credit = credit
 
     def public_cases(self) -> list[Case]:
         """The fixed cases the notebook's check cell runs (and the grader runs again)."""
@@ -183,6 +192,8 @@ class FunctionItem(AutoItem):
         public: the cases shown in the notebook's check.
         hidden: ``hidden(rng) -> list[Case]``, the cases drawn at grading time.
         hint: shown when the item fails.
+        credit: ``"all"`` (all or nothing, the default) or ``"cases"`` (partial credit in
+            proportion to the cases passed).
         rtol: relative tolerance of ``compare_outputs``.
         atol: absolute tolerance.
         check_dtype: whether output tensor dtypes must match.
@@ -206,12 +217,13 @@ class FunctionItem(AutoItem):
         public: Sequence[Case],
         hidden: Callable[[torch.Generator], Sequence[Case]] | None = None,
         hint: str = "",
+        credit: str = "all",
         rtol: float = 1e-5,
         atol: float = 1e-6,
         check_dtype: bool = True,
         capture_args: bool = False,
     ):
-        super().__init__(id, points, name=name, hint=hint)
+        super().__init__(id, points, name=name, hint=hint, credit=credit)
         if not callable(reference):
             raise TypeError(f"reference must be callable, got {type(reference).__name__}")
         if hidden is not None and not callable(hidden):
@@ -260,6 +272,8 @@ class ValueItem(AutoItem):
         name: the global the learner defines.
         expected: the right value.
         hint: shown when the item fails.
+        credit: ``"all"`` (all or nothing, the default) or ``"cases"`` (partial credit in
+            proportion to the cases passed).
         rtol: relative tolerance.
         atol: absolute tolerance.
         check_dtype: whether tensor dtypes must match.
@@ -280,11 +294,12 @@ class ValueItem(AutoItem):
         *,
         expected: Any,
         hint: str = "",
+        credit: str = "all",
         rtol: float = 1e-5,
         atol: float = 1e-6,
         check_dtype: bool = True,
     ):
-        super().__init__(id, points, name=name, hint=hint)
+        super().__init__(id, points, name=name, hint=hint, credit=credit)
         self._expected = normalise(expected)
         self.rtol = v.check_non_negative_real("rtol", rtol)
         self.atol = v.check_non_negative_real("atol", atol)
@@ -329,6 +344,8 @@ class ModuleItem(AutoItem):
             names): the parameters, shapes and initial values the exercise asks for; ``None``
             accepts any state.
         hint: shown when the item fails.
+        credit: ``"all"`` (all or nothing, the default) or ``"cases"`` (partial credit in
+            proportion to the cases passed).
         rtol: relative tolerance of the output comparison.
         atol: absolute tolerance.
 
@@ -353,10 +370,11 @@ class ModuleItem(AutoItem):
         hidden: Callable[[torch.Generator], Sequence[Case]] | None = None,
         check_state: Callable[[wire.ModuleState, Case], tuple[bool, str]] | None = None,
         hint: str = "",
+        credit: str = "all",
         rtol: float = 1e-5,
         atol: float = 1e-6,
     ):
-        super().__init__(id, points, name=name, hint=hint)
+        super().__init__(id, points, name=name, hint=hint, credit=credit)
         if not callable(forward):
             raise TypeError(f"forward must be callable, got {type(forward).__name__}")
         if hidden is not None and not callable(hidden):

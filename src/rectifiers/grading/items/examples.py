@@ -56,7 +56,10 @@ LEAKY_RELU = FunctionItem(
         Case((torch.tensor([-3.0, 3.0]),)),
     ],
     hidden=_leaky_relu_hidden,
-    hint="Keep x where x > 0 and scale it by negative_slope elsewhere; keep the input's shape and dtype.",
+    hint=(
+        "Keep x where x > 0 and scale it by negative_slope elsewhere; "
+        "keep the input's shape and dtype."
+    ),
 )
 
 
@@ -97,7 +100,8 @@ def _prelu_state(module: ModuleState, case: Case) -> tuple[bool, str]:
     if module.parameters != ("weight",):
         return (
             False,
-            f"the module must have exactly one parameter, `weight`; it has {list(module.parameters)}",
+            "the module must have exactly one parameter, `weight`; "
+            f"it has {list(module.parameters)}",
         )
     weight = module.state["weight"]
     if tuple(weight.shape) != (num_parameters,):
@@ -143,7 +147,10 @@ PRELU_MODULE = ModuleItem(
         ),
     ],
     hidden=_prelu_hidden,
-    hint="One learnable slope per channel (dimension 1), registered as nn.Parameter `weight`, filled with init.",
+    hint=(
+        "One learnable slope per channel (dimension 1), registered as nn.Parameter `weight`, "
+        "filled with init."
+    ),
 )
 
 WHY_LEAKY = ManualItem(

@@ -48,6 +48,7 @@ BORN_DEAD = FunctionItem(
     "every one of its L layers keeps at least one unit active.",
     rtol=1e-9,
     atol=1e-15,
+    credit="cases",
 )
 
 
@@ -104,6 +105,7 @@ DEAD_MASK = FunctionItem(
     hidden=_dead_mask_hidden,
     hint="A unit is dead on the batch when its pre-activation is <= 0 (zero included) for every "
     "example; flatten all dimensions after the batch dimension and return a bool tensor.",
+    credit="cases",
 )
 
 

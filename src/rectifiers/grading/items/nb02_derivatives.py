@@ -66,6 +66,7 @@ LEAKY_FROM_SCRATCH = FunctionItem(
     "only right for a <= 1. Keep the input's shape and dtype.",
     rtol=1e-6,
     atol=1e-7,
+    credit="cases",
 )
 
 
@@ -83,6 +84,7 @@ RELU_AS_LEAKY = FunctionItem(
     hint="Call your leaky_relu_from_scratch with negative_slope = 0.",
     rtol=1e-6,
     atol=1e-7,
+    credit="cases",
 )
 
 
@@ -100,6 +102,7 @@ LEAKY_OUTPUTS = ValueItem(
     "unchanged, the others are multiplied by the slope.",
     rtol=1e-9,
     atol=1e-12,
+    credit="all",
 )
 
 
@@ -117,6 +120,7 @@ LEAKY_DERIVATIVE = FunctionItem(
     "negative side. Same shape and dtype as x.",
     rtol=1e-6,
     atol=1e-7,
+    credit="cases",
 )
 
 ITEMS = [LEAKY_FROM_SCRATCH, RELU_AS_LEAKY, LEAKY_OUTPUTS, LEAKY_DERIVATIVE]

@@ -1,4 +1,6 @@
-"""Items of exercise set 3, *ReLU, Leaky ReLU and PReLU side by side* (``solutions/03_negative_slope.ipynb``).
+"""Items of exercise set 3, *ReLU, Leaky ReLU and PReLU side by side*.
+
+Source: ``solutions/03_negative_slope.ipynb``.
 
 - ``03.mlp``: the class ``MLP(activation)``, the same 40-64-64-10 MLP with one of three
   activations. The grader loads the learner's parameters into a trusted copy of the architecture
@@ -54,7 +56,7 @@ def reference_mlp(activation: str) -> nn.Sequential:
         return nn.PReLU()
 
     layers: list[nn.Module] = []
-    for k, (fan_in, fan_out) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+    for k, (fan_in, fan_out) in enumerate(zip(SIZES[:-1], SIZES[1:], strict=True)):
         layers.append(nn.Linear(fan_in, fan_out))
         if k < len(SIZES) - 2:
             layers.append(act())
@@ -150,6 +152,7 @@ MLP = _MLPItem(
     "and no activation after the last Linear.",
     rtol=1e-5,
     atol=1e-6,
+    credit="all",
 )
 
 
@@ -242,6 +245,7 @@ ZERO_FRACTION = FunctionItem(
     "count the entries exactly equal to 0 and divide by the number of entries; return a float.",
     rtol=1e-9,
     atol=1e-12,
+    credit="cases",
 )
 
 
@@ -275,7 +279,8 @@ class _ComparisonItem(AutoItem):
             if not isinstance(entry, dict) or set(entry) != {"val_accuracy", "zero_fraction"}:
                 return (
                     False,
-                    f"`{self.name}[{activation!r}]` must be a dict with keys 'val_accuracy' and 'zero_fraction'",
+                    f"`{self.name}[{activation!r}]` must be a dict with keys "
+                    "'val_accuracy' and 'zero_fraction'",
                 )
             for key, value in entry.items():
                 if (
@@ -287,12 +292,14 @@ class _ComparisonItem(AutoItem):
                 if not 0 <= value <= 1:
                     return (
                         False,
-                        f"`{self.name}[{activation!r}][{key!r}]` = {value:.4g} is not a fraction in [0, 1]",
+                        f"`{self.name}[{activation!r}][{key!r}]` = {value:.4g} "
+                        "is not a fraction in [0, 1]",
                     )
             low, high = ACCURACY_RANGE
             if not low <= entry["val_accuracy"] <= high:
                 return False, (
-                    f"validation accuracy {entry['val_accuracy']:.3f} for {activation!r} is implausible: "
+                    f"validation accuracy {entry['val_accuracy']:.3f} for {activation!r} "
+                    "is implausible: "
                     f"a trained MLP gets well above {low} on MNIST-1D (chance is 0.1)"
                 )
             zero = entry["zero_fraction"]
@@ -313,8 +320,12 @@ COMPARISON = _ComparisonItem(
     "03.comparison",
     2,
     name="comparison",
-    hint="Train MLP('relu'), MLP('leaky_relu') and MLP('prelu') the same way, then store each one's "
-    "validation accuracy and zero_activation_fraction on the validation inputs as floats in [0, 1].",
+    hint=(
+        "Train MLP('relu'), MLP('leaky_relu') and MLP('prelu') the same way, then store each "
+        "one's validation accuracy and zero_activation_fraction on the validation inputs as "
+        "floats in [0, 1]."
+    ),
+    credit="all",
 )
 
 ITEMS = [MLP, ZERO_FRACTION, COMPARISON]

@@ -104,6 +104,7 @@ SLOPE_GRAD = FunctionItem(
     "all but dim 1 for one slope per channel). The result has weight's shape and dtype.",
     rtol=1e-5,
     atol=1e-6,
+    credit="cases",
 )
 
 INPUT_GRAD = FunctionItem(
@@ -117,6 +118,7 @@ INPUT_GRAD = FunctionItem(
     "slopes broadcast along dim 1, the channel dimension.",
     rtol=1e-6,
     atol=1e-7,
+    credit="cases",
 )
 
 
@@ -131,7 +133,7 @@ def count_prelu_slopes(model: nn.Module) -> int:
 
 def _cnn_spec(rng: torch.Generator, channels: list[int], shared: list[bool]) -> ModuleSpec:
     layers: list[tuple[str, dict]] = []
-    for c_in, c_out, one in zip(channels[:-1], channels[1:], shared):
+    for c_in, c_out, one in zip(channels[:-1], channels[1:], shared, strict=True):
         layers.append(
             ("conv1d", {"in_channels": c_in, "out_channels": c_out, "kernel_size": 3, "padding": 1})
         )
@@ -201,6 +203,7 @@ COUNT_SLOPES = FunctionItem(
     hidden=_count_hidden,
     hint="Walk model.modules(), keep the nn.PReLU ones and add up the number of elements of "
     "their weight; return an int.",
+    credit="cases",
 )
 
 ITEMS = [SLOPE_GRAD, INPUT_GRAD, COUNT_SLOPES]

@@ -1,4 +1,6 @@
-"""Items of exercise set 5, *Initialisation that matches the slope* (``solutions/05_initialisation.ipynb``).
+"""Items of exercise set 5, *Initialisation that matches the slope*.
+
+Source: ``solutions/05_initialisation.ipynb``.
 
 - ``05.matched_gain``: He et al.'s gain for Leaky ReLU, :math:`\\sqrt{2 / (1 + \\alpha^2)}`.
 - ``05.init_leaky_``: Kaiming-normal initialisation with the matching slope, checked
@@ -47,9 +49,13 @@ MATCHED_GAIN = FunctionItem(
     reference=init.leaky_relu_gain,
     public=[Case((0.0,)), Case((0.01,)), Case((1.0,)), Case((0.2,))],
     hidden=_gain_hidden,
-    hint="Keeping the second moment means gain^2 * (1 + a^2) / 2 = 1; return the square root, a float.",
+    hint=(
+        "Keeping the second moment means gain^2 * (1 + a^2) / 2 = 1; "
+        "return the square root, a float."
+    ),
     rtol=1e-9,
     atol=1e-12,
+    credit="cases",
 )
 
 
@@ -105,7 +111,8 @@ class _InitItem(FunctionItem):
         if sorted(state) != expected["names"]:
             return (
                 False,
-                f"the module's parameters changed names: expected {expected['names']}, got {sorted(state)}",
+                "the module's parameters changed names: "
+                f"expected {expected['names']}, got {sorted(state)}",
             )
         for name, std in expected["std"].items():
             w = state[name].detach().to(torch.float64).reshape(-1)
@@ -114,7 +121,8 @@ class _InitItem(FunctionItem):
             sample_std = float(w.std(correction=0))
             if not abs(sample_std / std - 1) <= STD_RTOL:
                 return False, (
-                    f"{name} has standard deviation {sample_std:.4g}, expected gain / sqrt(fan_in) = "
+                    f"{name} has standard deviation {sample_std:.4g}, "
+                    "expected gain / sqrt(fan_in) = "
                     f"{std:.4g} (within {STD_RTOL:.0%})"
                 )
             if abs(mean) > MEAN_SIGMAS * std / math.sqrt(n):
@@ -196,6 +204,7 @@ INIT_LEAKY = _InitItem(
     hint="For every nn.Linear and nn.Conv1d/2d: nn.init.kaiming_normal_(weight, a=negative_slope, "
     "nonlinearity='leaky_relu') (mode='fan_in', the default), then zero the bias if there is one; "
     "do not touch other modules.",
+    credit="all",
 )
 
 
@@ -204,7 +213,10 @@ INIT_LEAKY = _InitItem(
 
 
 def mismatch_growth(actual_slope: float, assumed_slope: float, depth: int) -> float:
-    r"""Trusted :math:`\left(\frac{1 + \alpha_\text{actual}^2}{1 + \alpha_\text{assumed}^2}\right)^{L}`."""
+    r"""The trusted growth factor.
+
+    .. math:: \left(\frac{1 + \alpha_\text{actual}^2}{1 + \alpha_\text{assumed}^2}\right)^{L}
+    """
     return ((1.0 + actual_slope**2) / (1.0 + assumed_slope**2)) ** depth
 
 
@@ -232,6 +244,7 @@ MISMATCH_GROWTH = FunctionItem(
     "2 / (1 + assumed^2); over depth layers raise that factor to the power depth.",
     rtol=1e-9,
     atol=1e-12,
+    credit="cases",
 )
 
 FAN_MODE = ManualItem(

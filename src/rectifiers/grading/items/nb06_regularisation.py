@@ -1,4 +1,6 @@
-"""Items of exercise set 6, *Weight decay and the PReLU slope* (``solutions/06_regularisation.ipynb``).
+"""Items of exercise set 6, *Weight decay and the PReLU slope*.
+
+Source: ``solutions/06_regularisation.ipynb``.
 
 - ``06.decayed_slope``: a slope with no data gradient under SGD with weight decay,
   :math:`a_T = a_0 (1 - \\eta\\lambda)^T`.
@@ -54,6 +56,7 @@ DECAYED_SLOPE = FunctionItem(
     "exponential approximation, and lr and weight_decay both enter.",
     rtol=1e-9,
     atol=1e-12,
+    credit="cases",
 )
 
 
@@ -180,6 +183,7 @@ NO_DECAY_GROUPS = _GroupsItem(
     hint="Walk model.modules(); a parameter is undecayed if its module is an nn.PReLU or a "
     "normalisation layer, or if it is a module's `bias`; return [{'params': decayed, "
     "'weight_decay': weight_decay}, {'params': undecayed, 'weight_decay': 0.0}] with lists.",
+    credit="all",
 )
 
 NAME_GROUPING = ManualItem(
