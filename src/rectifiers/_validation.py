@@ -81,6 +81,13 @@ def check_non_negative_int(name: str, value: object) -> int:
     return int(value)
 
 
+def check_bool(name: str, value: object) -> bool:
+    """``value`` must be a bool (not an int, not a tensor)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {_describe(value)}")
+    return value
+
+
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
     """``value`` must be one of the strings in ``choices``."""
     if not isinstance(value, str):

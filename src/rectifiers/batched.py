@@ -1,13 +1,15 @@
 r"""Train many small MLPs at once: every seed and every activation in one computation.
 
-A sweep such as 8 negative slopes :math:`\times` 5 seeds is 40 independent networks. Here
-their parameters are stacked along a leading *model* dimension of size :math:`M`, e.g. the
-weights of layer :math:`k` become one tensor of shape :math:`(M, d_{k-1}, d_k)`, and each layer
-is one batched matrix product (``torch.baddbmm``) for all models. The arithmetic is the same as
-in 40 separate loops and the per-model matrices are just as small; what stacking saves is the
-per-step overhead (Python, autograd bookkeeping, optimizer calls) of 40 loops, so the
-speed-up is bounded by the share of the loop's time that is matrix products. The book's
-Performance page has both figures, measured by ``make bench`` for the 40-model sweep.
+A sweep such as 8 negative slopes :math:`\times` 5 seeds is 40 independent networks.
+:class:`BatchedMLP` (defined in ``rectifiers.stacked``) stacks their parameters along a leading
+*model* dimension of size :math:`M`, e.g. the weights of layer :math:`k` become one tensor of
+shape :math:`(M, d_{k-1}, d_k)`, and each layer is one batched matrix product
+(``torch.baddbmm``) for all models; :func:`train_batched` trains them all with one optimizer.
+The arithmetic is the same as in 40 separate loops and the per-model matrices are just as
+small; what stacking saves is the per-step overhead (Python, autograd bookkeeping, optimizer
+calls) of 40 loops, so the speed-up is bounded by the share of the loop's time that is matrix
+products. The book's Performance page has both figures, measured by ``make bench`` for the
+40-model sweep.
 
 On a busy machine, mind the threads: with two OpenMP threads, each of the many parallel
 regions of a step waits for a thread that the operating system may have parked behind another
@@ -23,12 +25,16 @@ The stacked training gives the same result as training each model on its own wit
 - the loss is the sum of the models' own mean cross-entropies,
   :math:`\mathcal{L} = \sum_{m=1}^{M} \mathcal{L}_m`, so the gradient with respect to model
   :math:`m`'s parameters is :math:`\nabla \mathcal{L}_m` alone;
+- batch norm normalises each model by its own batch statistics;
 - SGD, Adam and AdamW update every parameter entry independently of the others, so one
   optimizer over the stacked tensors makes exactly the per-model updates.
 
-Every hidden layer applies :math:`\phi_a(z) = z` for :math:`z > 0` and :math:`a z` otherwise,
-with a per-model slope :math:`a`: fixed (ReLU is :math:`a = 0`) or learnable (PReLU, one slope
-per layer or one per unit), so ReLU, Leaky ReLU and PReLU models can share one run.
+Every hidden layer applies its model's own activation: :math:`\phi_a(z) = z` for :math:`z > 0`
+and :math:`a z` otherwise, with a slope :math:`a` fixed (ReLU is :math:`a = 0`) or learnable
+(PReLU, one slope per layer or one per unit), or ELU, GELU, SiLU or RReLU, so ReLU, Leaky
+ReLU, PReLU and their relatives share one run. The one exception to exact equality is RReLU in
+training mode: its slopes are random, drawn here from the trainer's generator rather than
+from PyTorch's global one, so they follow the same distribution but not the same draws.
 """
 
 from __future__ import annotations
@@ -37,16 +43,14 @@ import itertools
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from rectifiers._validation import (
-    check_float_tensor,
     check_non_negative_int,
     check_non_negative_real,
     check_positive_int,
 )
 from rectifiers.data import MNIST1D
+from rectifiers.stacked import BatchedMLP, _check_seeds, losses
 from rectifiers.training import (
     PRELU_KINDS,
     check_activation,
@@ -60,463 +64,6 @@ from rectifiers.training import (
 __all__ = ["BatchedHistory", "BatchedMLP", "batched_mlp", "grid", "train_batched"]
 
 
-def _parse(index: int, model: object) -> tuple[list[nn.Linear], list[float | str]]:
-    """The linear layers and activation kinds of an ``mlp``-shaped ``nn.Sequential``."""
-    if not isinstance(model, nn.Sequential):
-        raise TypeError(f"models[{index}] must be an nn.Sequential, got {type(model).__name__}")
-    layers = list(model)
-    linears, kinds = layers[0::2], []
-    if len(layers) % 2 == 0 or not all(isinstance(layer, nn.Linear) for layer in linears):
-        raise ValueError(
-            f"models[{index}] must alternate Linear and activation layers and end "
-            f"with a Linear layer, got {[type(layer).__name__ for layer in layers]}"
-        )
-    for position, act in enumerate(layers[1::2]):
-        width = linears[position].out_features
-        if type(act) is nn.ReLU:
-            kinds.append(0.0)
-        elif type(act) is nn.LeakyReLU:
-            kinds.append(float(act.negative_slope))
-        elif type(act) is nn.Identity:
-            kinds.append(1.0)
-        elif type(act) is nn.PReLU and act.num_parameters in (1, width):
-            kinds.append("prelu" if act.num_parameters == 1 else "prelu_channelwise")
-        else:
-            raise ValueError(
-                f"models[{index}][{2 * position + 1}] must be nn.ReLU, "
-                f"nn.LeakyReLU, nn.Identity or nn.PReLU with 1 or {width} "
-                f"parameters, got {act!r}"
-            )
-    return linears, kinds
-
-
-class _LeakyRuns(torch.autograd.Function):
-    """Leaky ReLU of (M, N, d) pre-activations with one fixed slope per run of models.
-
-    Each run of consecutive models (``(start, stop, slope)``) is written straight into its
-    slice of one output, and in backward of one gradient, by PyTorch's own ``leaky_relu``
-    kernels, so values and gradients are bit for bit those of ``F.leaky_relu`` on each model
-    alone. Splitting ``z`` and concatenating the pieces does the same arithmetic plus a full
-    copy per layer in forward and in backward: about a tenth of a training step of 40 models
-    [40, 100, 100, 10] on the 2-core machine, by the torch profiler.
-    """
-
-    @staticmethod
-    def forward(ctx, z, runs):
-        out = torch.empty_like(z)
-        for start, stop, slope in runs:
-            torch.ops.aten.leaky_relu.out(z[start:stop], slope, out=out[start:stop])
-        ctx.runs = runs
-        ctx.save_for_backward(z)
-        return out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        (z,) = ctx.saved_tensors
-        grad_z = torch.empty_like(z)
-        for start, stop, slope in ctx.runs:
-            torch.ops.aten.leaky_relu_backward.grad_input(
-                grad[start:stop], z[start:stop], slope, False, grad_input=grad_z[start:stop]
-            )
-        return grad_z, None
-
-
-class BatchedMLP(nn.Module):
-    r""":math:`M` MLPs of identical shape with stacked parameters, evaluated in one go.
-
-    Layer :math:`k` of model :math:`m` computes :math:`z^{(m)}_k = W^{(m)}_k h^{(m)}_{k-1} +
-    b^{(m)}_k` for all :math:`m` with one ``torch.baddbmm``; hidden layers then apply
-    :math:`\phi(z) = \max(0, z) + a^{(m)}_k \min(0, z)`, where the slope :math:`a^{(m)}_k` is a
-    fixed number or a learnable PReLU slope (per layer or per unit).
-
-    Attributes:
-        weights: ``nn.ParameterList``; entry :math:`k` has shape :math:`(M, d_k, d_{k+1})`:
-            model :math:`m`'s ``nn.Linear`` weight **transposed**, so that a layer is
-            :math:`h W` with no transposition in the forward or backward pass (about 10%
-            faster on CPU).
-        biases: ``nn.ParameterList``; entry :math:`k` has shape :math:`(M, d_{k+1})`.
-        slopes: ``nn.ParameterDict`` of learnable slopes, keyed by hidden-layer index (a string),
-            present only for layers where some model is PReLU. Entry shape :math:`(M, 1)`, or
-            :math:`(M, d_{k+1})` when some model is channel-wise; a channel-shared model uses
-            column 0, and entries of models with a fixed slope are never used.
-        activations: per model, its fixed slope (a float) or ``"prelu"`` /
-            ``"prelu_channelwise"``.
-        seeds: per model, the seed it was built from (``None`` if unknown).
-        sizes: the layer widths :math:`[d_0, \ldots, d_K]`.
-
-    Args:
-        models: :math:`M \geq 1` networks shaped like :func:`rectifiers.training.mlp` output:
-            ``nn.Sequential`` of ``nn.Linear`` layers (with biases) separated by ``nn.ReLU``,
-            ``nn.LeakyReLU``, ``nn.Identity`` or ``nn.PReLU`` (1 or width parameters), all with
-            the same sizes and dtype; each model may use different activations. Their
-            parameters are copied.
-        seeds: optional per-model seeds (non-negative ints), kept for the trainer's data order.
-
-    Raises:
-        TypeError: if an argument has the wrong type.
-        ValueError: if the models are not mlp-shaped or disagree in sizes or dtype.
-
-    Example:
-        >>> nets = [mlp([40, 16, 10], slope, seed=0) for slope in (0.0, 0.1, "prelu")]
-        >>> batched = BatchedMLP(nets)
-        >>> batched(torch.randn(5, 40)).shape
-        torch.Size([3, 5, 10])
-        >>> torch.allclose(batched(torch.ones(2, 40))[1], nets[1](torch.ones(2, 40)))
-        True
-    """
-
-    def __init__(self, models, seeds=None):
-        super().__init__()
-        if isinstance(models, nn.Module) or not isinstance(models, Sequence) or not models:
-            raise TypeError(
-                "models must be a non-empty sequence (list or tuple) of "
-                f"nn.Sequential, got {type(models).__name__}"
-            )
-        parsed = [_parse(i, model) for i, model in enumerate(models)]
-        sizes = [parsed[0][0][0].in_features] + [lin.out_features for lin in parsed[0][0]]
-        dtype = parsed[0][0][0].weight.dtype
-        for i, (linears, _) in enumerate(parsed):
-            these = [linears[0].in_features] + [lin.out_features for lin in linears]
-            if these != sizes:
-                raise ValueError(f"models[{i}] has sizes {these}, models[0] has {sizes}")
-            if any(lin.weight.dtype != dtype or lin.bias is None for lin in linears):
-                raise ValueError(f"models[{i}] must have biases and dtype {dtype} like models[0]")
-        if seeds is not None:
-            seeds = _check_seeds(seeds, len(models))
-        self.sizes = sizes
-        self.seeds = seeds
-        self.activations = [kinds for _, kinds in parsed]
-        with torch.no_grad():
-            self.weights = nn.ParameterList(
-                torch.stack([lins[k].weight.detach().t().contiguous() for lins, _ in parsed])
-                for k in range(len(sizes) - 1)
-            )
-            self.biases = nn.ParameterList(
-                torch.stack([lins[k].bias.detach().clone() for lins, _ in parsed])
-                for k in range(len(sizes) - 1)
-            )
-        self.slopes = nn.ParameterDict()
-        self._runs: list[list[tuple[int, int, float | None]]] = []
-        for k in range(len(sizes) - 2):
-            self._stack_slopes(
-                k,
-                [model[2 * k + 1] for model in models],
-                [kinds[k] for _, kinds in parsed],
-                sizes[k + 1],
-                dtype,
-            )
-
-    def _stack_slopes(
-        self,
-        k: int,
-        acts: list[nn.Module],
-        kinds: list[float | str],
-        width: int,
-        dtype: torch.dtype,
-    ) -> None:
-        learnable = [isinstance(kind, str) for kind in kinds]
-        columns = width if "prelu_channelwise" in kinds else 1
-        fixed = [0.0 if isinstance(kind, str) else kind for kind in kinds]
-        self.register_buffer(f"fixed_slope_{k}", torch.tensor(fixed, dtype=dtype).unsqueeze(1))
-        self.register_buffer(f"learnable_{k}", torch.tensor(learnable).unsqueeze(1))
-        # Row m of index picks the column of slopes[k] that each unit of model m uses:
-        # its own column for channel-wise PReLU, column 0 otherwise.
-        index = torch.zeros(len(kinds), columns, dtype=torch.int64)
-        if any(learnable):
-            values = torch.zeros(len(kinds), columns, dtype=dtype)
-            for m, (act, kind) in enumerate(zip(acts, kinds)):
-                if kind == "prelu_channelwise":
-                    index[m] = torch.arange(columns)
-                    values[m] = act.weight.detach()
-                elif kind == "prelu":
-                    values[m] = act.weight.detach()[0]
-            self.slopes[str(k)] = nn.Parameter(values)
-        self.register_buffer(f"slope_index_{k}", index)
-        # Consecutive models with the same fixed slope share one fused F.leaky_relu call; a
-        # run of PReLU models uses their own slopes (start, stop, slope or None).
-        runs: list[tuple[int, int, float | None]] = []
-        for m, kind in enumerate(kinds):
-            slope = None if isinstance(kind, str) else kind
-            if runs and runs[-1][2] == slope:
-                runs[-1] = (runs[-1][0], m + 1, slope)
-            else:
-                runs.append((m, m + 1, slope))
-        self._runs.append(runs)
-
-    @property
-    def num_models(self) -> int:
-        """The number :math:`M` of stacked models."""
-        return self.weights[0].shape[0]
-
-    @property
-    def num_hidden(self) -> int:
-        """The number of hidden (activated) layers."""
-        return len(self.sizes) - 2
-
-    def slope(self, k: int):
-        """The negative slopes of hidden layer ``k``, shape :math:`(M, 1)` or :math:`(M, d)`.
-
-        Args:
-            k: hidden-layer index, ``0 <= k < num_hidden``.
-
-        Returns:
-            For each model, its fixed slope or its learnable PReLU slope (one per unit for a
-            channel-wise model), differentiable with respect to ``slopes``.
-
-        Raises:
-            TypeError: if ``k`` is not an int.
-            ValueError: if ``k`` is out of range.
-        """
-        if check_non_negative_int("k", k) >= self.num_hidden:
-            raise ValueError(f"k must be less than num_hidden={self.num_hidden}, got {k}")
-        fixed = getattr(self, f"fixed_slope_{k}")
-        if str(k) not in self.slopes:
-            return fixed
-        learned = self.slopes[str(k)].gather(1, getattr(self, f"slope_index_{k}"))
-        return torch.where(getattr(self, f"learnable_{k}"), learned, fixed)
-
-    def _activate(self, k: int, z: torch.Tensor) -> torch.Tensor:
-        """Hidden layer ``k``'s activation of pre-activations ``z`` of shape (M, N, d)."""
-        runs = self._runs[k]
-        if all(slope is not None for _, _, slope in runs):
-            return _LeakyRuns.apply(z, runs)
-        pieces = []
-        # split (not slicing) so that backward concatenates the pieces' gradients instead of
-        # scattering each into a zero tensor of the full size.
-        parts = z.split([stop - start for start, stop, _ in runs]) if len(runs) > 1 else [z]
-        for (start, stop, slope), part in zip(runs, parts):
-            if slope is not None:
-                pieces.append(F.leaky_relu(part, slope))
-                continue
-            # PReLU: relu(z) + a (z - relu(z)) equals z for z > 0 and a z otherwise, exactly in
-            # floating point, and (unlike torch.where) runs at the speed of plain arithmetic.
-            a = self.slope(k)[start:stop].unsqueeze(1)
-            positive = F.relu(part)
-            pieces.append(positive + a * (part - positive))
-        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
-
-    def forward_with_preactivations(self, x):
-        """Logits and every hidden layer's pre-activations :math:`z_k`.
-
-        Args:
-            x: inputs of shape :math:`(N, d_0)`, shared by all models, or :math:`(M, N, d_0)`,
-                one batch per model.
-
-        Returns:
-            ``(logits, pre)``: logits of shape :math:`(M, N, d_K)` and a list with one tensor of
-            shape :math:`(M, N, d_k)` per hidden layer.
-
-        Raises:
-            TypeError: if ``x`` is not a floating-point tensor of the models' dtype.
-            ValueError: if its shape does not fit.
-        """
-        self._check_dtype("x", check_float_tensor("x", x))
-        if x.dim() == 2:
-            x = x.expand(self.num_models, *x.shape)
-        if x.dim() != 3 or x.shape[0] != self.num_models or x.shape[2] != self.sizes[0]:
-            raise ValueError(
-                f"x must have shape (N, {self.sizes[0]}) or "
-                f"({self.num_models}, N, {self.sizes[0]}), got {tuple(x.shape)}"
-            )
-        pre = []
-        h = x
-        for k, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            z = torch.baddbmm(bias.unsqueeze(1), h, weight)
-            if k == self.num_hidden:
-                return z, pre
-            pre.append(z)
-            h = self._activate(k, z)
-        raise AssertionError("unreachable: the last layer returns")  # pragma: no cover
-
-    def forward(self, x):
-        """Logits of every model.
-
-        Args:
-            x: inputs of shape :math:`(N, d_0)` (shared) or :math:`(M, N, d_0)`.
-
-        Returns:
-            Logits of shape :math:`(M, N, d_K)`.
-        """
-        return self.forward_with_preactivations(x)[0]
-
-    @torch.no_grad()
-    def evaluate(self, x, y):
-        """Mean cross-entropy and accuracy of every model on the same data.
-
-        Args:
-            x: inputs of shape :math:`(N, d_0)`.
-            y: ``torch.int64`` labels of shape :math:`(N,)`.
-
-        Returns:
-            ``(loss, accuracy)``, each of shape :math:`(M,)`, accuracy as a fraction in [0, 1].
-
-        Raises:
-            TypeError: if an argument has the wrong type, or ``x`` is not in the models' dtype.
-            ValueError: if the shapes disagree.
-        """
-        _check_labels(self._check_examples(x), y)
-        loss, accuracy, _ = self._measure(x, y)
-        return loss, accuracy
-
-    @torch.no_grad()
-    def statistics(self, x):
-        r"""Per-model, per-hidden-layer unit statistics on the inputs ``x`` (held-out data).
-
-        With :math:`z_{nj}` the pre-activation of unit :math:`j` on example :math:`n` (of
-        :math:`N` examples, :math:`d` units):
-
-        - ``dead_fraction``: the fraction of units that are not positive on any example,
-          :math:`\frac{1}{d} \sum_j [\max_n z_{nj} \leq 0]`;
-        - ``negative_fraction``: the fraction of pre-activations that are negative,
-          :math:`\frac{1}{Nd} \sum_{n,j} [z_{nj} < 0]`;
-        - ``zero_fraction``: the fraction of outputs that are exactly zero,
-          :math:`\frac{1}{Nd} \sum_{n,j} [\phi(z_{nj}) = 0]` (for ReLU about the negative
-          fraction, for Leaky ReLU and PReLU almost never);
-        - ``slope``: the mean negative slope of the layer (the fixed slope, or the mean
-          learned PReLU slope).
-
-        Args:
-            x: inputs of shape :math:`(N, d_0)`.
-
-        Returns:
-            A dict of those four names to tensors of shape :math:`(M, L)`, with :math:`L` the
-            number of hidden layers.
-
-        Raises:
-            TypeError: if ``x`` is not a floating-point tensor of the models' dtype.
-            ValueError: if its shape does not fit.
-        """
-        return self._measure(self._check_examples(x), None)[2]
-
-    def _check_dtype(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype != self.weights[0].dtype:
-            raise TypeError(
-                f"{name} has dtype {x.dtype} but the models have dtype "
-                f"{self.weights[0].dtype}; convert one of them"
-            )
-        return x
-
-    def _check_examples(self, x: object) -> torch.Tensor:
-        """``x`` must be a floating-point tensor of shape (N, d_0), N > 0, in the models' dtype."""
-        self._check_dtype("x", check_float_tensor("x", x))
-        if x.dim() != 2 or x.shape[1] != self.sizes[0] or x.shape[0] == 0:
-            raise ValueError(
-                f"x must have shape (N, {self.sizes[0]}) with N > 0, shared by all "
-                f"models, got {tuple(x.shape)}"
-            )
-        return x
-
-    @torch.no_grad()
-    def _measure(self, x, y, chunk: int = 256):
-        """Loss and accuracy (if ``y`` is given) and ``statistics``, in one pass over ``x``.
-
-        In chunks of examples: the activations of all models for a whole test set are tens of
-        megabytes, and streaming them through memory costs more than the arithmetic.
-        """
-        models, n, dtype = self.num_models, x.shape[0], self.weights[0].dtype
-        peak = [x.new_full((models, d), -torch.inf, dtype=dtype) for d in self.sizes[1:-1]]
-        negative = [torch.zeros(models, dtype=torch.int64) for _ in peak]
-        zero = [torch.zeros(models, dtype=torch.int64) for _ in peak]
-        loss_sum = torch.zeros(models, dtype=dtype)
-        correct = torch.zeros(models, dtype=torch.int64)
-        for start in range(0, n, chunk):
-            logits, pre = self.forward_with_preactivations(x[start : start + chunk])
-            for k, z in enumerate(pre):
-                # The running maximum keeps NaN, so a unit that is NaN anywhere is not dead.
-                peak[k] = torch.maximum(peak[k], z.amax(dim=1))
-                negative[k] += (z < 0).sum(dim=(1, 2))
-                zero[k] += (self._activate(k, z) == 0).sum(dim=(1, 2))
-            if y is not None:
-                labels = y[start : start + chunk]
-                loss_sum += _losses(logits, labels) * len(labels)
-                correct += (logits.argmax(dim=2) == labels).sum(dim=1)
-        widths = self.sizes[1:-1]
-        columns = {
-            "dead_fraction": [(p <= 0).to(dtype).mean(dim=1) for p in peak],
-            "negative_fraction": [c.to(dtype) / (n * d) for c, d in zip(negative, widths)],
-            "zero_fraction": [c.to(dtype) / (n * d) for c, d in zip(zero, widths)],
-            "slope": [self.slope(k).mean(dim=1) for k in range(self.num_hidden)],
-        }
-        stats = {
-            name: torch.stack(values, dim=1) if values else x.new_zeros(models, 0, dtype=dtype)
-            for name, values in columns.items()
-        }
-        return loss_sum / n, correct.to(dtype) / n, stats
-
-    def unstack(self, m: int):
-        """Model ``m`` as a stand-alone ``nn.Sequential``, shaped like ``mlp`` builds it.
-
-        Fixed slope 0 becomes ``nn.ReLU``, another fixed slope ``nn.LeakyReLU``, a learnable
-        slope ``nn.PReLU``. The parameters are copies: training one does not change the other.
-
-        Args:
-            m: model index, ``0 <= m < num_models``.
-
-        Returns:
-            The network, with the same dtype as the stacked parameters.
-
-        Raises:
-            TypeError: if ``m`` is not an int.
-            ValueError: if ``m`` is out of range.
-        """
-        if check_non_negative_int("m", m) >= self.num_models:
-            raise ValueError(f"m must be less than num_models={self.num_models}, got {m}")
-        layers: list[nn.Module] = []
-        dtype = self.weights[0].dtype
-        with torch.no_grad():
-            for k, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-                linear = nn.Linear(weight.shape[1], weight.shape[2], dtype=dtype)
-                linear.weight.copy_(weight[m].t())
-                linear.bias.copy_(bias[m])
-                layers.append(linear)
-                if k == self.num_hidden:
-                    break
-                kind = self.activations[m][k]
-                if isinstance(kind, str):
-                    slopes = self.slope(k)[m]
-                    act = nn.PReLU(len(slopes) if kind == "prelu_channelwise" else 1, dtype=dtype)
-                    act.weight.copy_(slopes[: act.num_parameters])
-                    layers.append(act)
-                else:
-                    layers.append(nn.ReLU() if kind == 0 else nn.LeakyReLU(kind))
-        return nn.Sequential(*layers)
-
-
-def _check_seeds(seeds: object, count: int | None = None) -> list[int]:
-    if isinstance(seeds, (str, bytes, torch.Tensor)) or not isinstance(seeds, Sequence):
-        raise TypeError(f"seeds must be a sequence of ints, got {type(seeds).__name__}")
-    seeds = [check_non_negative_int(f"seeds[{i}]", seed) for i, seed in enumerate(seeds)]
-    if not seeds or (count is not None and len(seeds) != count):
-        expected = "non-empty" if count is None else f"of length {count}, one per model"
-        raise ValueError(f"seeds must be {expected}, got {len(seeds)} seeds")
-    return seeds
-
-
-def _check_labels(x: torch.Tensor, y: object) -> torch.Tensor:
-    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64:
-        kind = f"dtype {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
-        raise TypeError(f"y must be a torch.int64 tensor of class indices, got {kind}")
-    if y.dim() != 1 or y.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"y must have shape ({x.shape[0]},), one label per example of x, got {tuple(y.shape)}"
-        )
-    return y
-
-
-def _losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Each model's mean cross-entropy, shape (M,); ``y`` of shape (N,) or (M, N)."""
-    models, n, classes = logits.shape
-    y = y.expand(models, n)
-    return (
-        F.cross_entropy(
-            logits.reshape(models * n, classes), y.reshape(models * n), reduction="none"
-        )
-        .view(models, n)
-        .mean(dim=1)
-    )
-
-
 def grid(activations, seeds) -> tuple[list, list[int]]:
     """Every (activation, seed) pair, activation-major, as two equally long lists.
 
@@ -524,8 +71,8 @@ def grid(activations, seeds) -> tuple[list, list[int]]:
     :math:`m` has activation ``m // len(seeds)`` and seed ``m % len(seeds)``.
 
     Args:
-        activations: activations as accepted by ``mlp`` (slopes, ``"relu"``, ``"prelu"``,
-            ``"prelu_channelwise"``).
+        activations: activations as accepted by ``mlp`` (slopes or names in
+            :data:`rectifiers.training.ACTIVATIONS`).
         seeds: non-negative ints.
 
     Returns:
@@ -556,20 +103,28 @@ def batched_mlp(
     *,
     bias_shift: float = 0.0,
     prelu_init: float = 0.25,
+    batch_norm: bool = False,
+    residual: bool = False,
 ) -> BatchedMLP:
     """Build model :math:`m` as ``mlp(sizes, activations[m], seed=seeds[m], ...)``, then stack.
 
-    Models with the same seed start from the same weights and biases (and, in
-    :func:`train_batched`, see the same data order), so comparisons between activations are
-    paired.
+    Models with the same seed start from the same ``Linear`` weights and biases (whatever
+    their activation) and, in :func:`rectifiers.batched.train_batched`, see the same data
+    order, so comparisons between activations are paired.
 
     Args:
-        sizes: layer widths, input first and output last (two sizes: softmax regression).
-        activations: one per model: a fixed negative slope, ``"relu"``, ``"prelu"`` or
-            ``"prelu_channelwise"`` (see :func:`grid`).
+        sizes: layer widths, input first and output last (two sizes: softmax regression);
+            e.g. ``[40] + [16] * 15 + [10]`` for a deep narrow MLP.
+        activations: one per model: a fixed negative slope or a name in
+            :data:`rectifiers.training.ACTIVATIONS` (``"relu"``, ``"prelu"``,
+            ``"prelu_channelwise"``, ``"elu"``, ``"gelu"``, ``"silu"``, ``"rrelu"``; see
+            :func:`grid`).
         seeds: one non-negative int per model.
         bias_shift: added to the hidden layers' biases after initialisation.
         prelu_init: initial PReLU slope.
+        batch_norm: batch norm between each hidden ``Linear`` and its activation (all models).
+        residual: skip connections around the hidden layers after the first whose input and
+            output widths agree (all models), as in :func:`rectifiers.training.mlp`.
 
     Returns:
         A ``BatchedMLP`` of ``len(seeds)`` models (float32) remembering ``seeds``.
@@ -582,6 +137,10 @@ def batched_mlp(
         >>> slopes, seeds = grid([0.0, 0.01, "prelu"], range(5))
         >>> batched_mlp([40, 100, 100, 10], slopes, seeds).num_models
         15
+        >>> kinds, seeds = grid(["relu", "elu", "gelu", "silu", "rrelu"], range(3))
+        >>> deep = batched_mlp([40] + [16] * 15 + [10], kinds, seeds, batch_norm=True)
+        >>> deep.num_models, deep.num_hidden, deep.batch_norm[0]
+        (15, 15, True)
     """
     if isinstance(activations, (str, bytes)) or not isinstance(activations, Sequence):
         raise TypeError(f"activations must be a sequence, got {type(activations).__name__}")
@@ -589,14 +148,22 @@ def batched_mlp(
     for i, activation in enumerate(activations):
         if callable(activation):
             raise TypeError(
-                f"activations[{i}] must be a slope, 'relu' or one of {PRELU_KINDS} "
-                "(module factories cannot be stacked)"
+                f"activations[{i}] must be a slope or a name such as 'relu' or one of "
+                f"{PRELU_KINDS} (module factories cannot be stacked)"
             )
     seeds = _check_seeds(seeds, len(activations))
     check_sizes(sizes)
     models = [
-        mlp(sizes, activation, seed=seed, bias_shift=bias_shift, prelu_init=prelu_init)
-        for activation, seed in zip(activations, seeds)
+        mlp(
+            sizes,
+            activation,
+            seed=seed,
+            bias_shift=bias_shift,
+            prelu_init=prelu_init,
+            batch_norm=batch_norm,
+            residual=residual,
+        )
+        for activation, seed in zip(activations, seeds, strict=True)
     ]
     return BatchedMLP(models, seeds)
 
@@ -664,6 +231,7 @@ def train_batched(
     seeds=None,
     record_every: int | None = None,
     callback=None,
+    noise_seed: int = 0,
 ) -> BatchedHistory:
     """Train all models of ``model`` in place, exactly as ``train`` would train each alone.
 
@@ -690,7 +258,11 @@ def train_batched(
         seeds: per-model data-order seeds; by default the seeds the models were built from.
         record_every: record every this many optimizer steps (and after the last step);
             ``None`` records at the end of every epoch.
-        callback: called as ``callback(step, model)`` at every record, after recording.
+        callback: called as ``callback(step, model)`` at every record, after recording (the
+            model is in training mode; its ``evaluate`` and ``statistics`` switch to
+            evaluation mode and back).
+        noise_seed: seed of ``model.generator``, from which RReLU draws its random slopes in
+            training; the models train in training mode and are recorded in evaluation mode.
 
     Returns:
         A ``BatchedHistory``.
@@ -728,7 +300,18 @@ def train_batched(
         record_every = check_positive_int("record_every", record_every)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
-    groups = [{"params": [*model.weights, *model.biases]}]
+    noise_seed = check_non_negative_int("noise_seed", noise_seed)
+    # Weights, biases and batch-norm parameters decay alike, as train's one default group.
+    groups = [
+        {
+            "params": [
+                *model.weights,
+                *model.biases,
+                *model.norm_weights.values(),
+                *model.norm_biases.values(),
+            ]
+        }
+    ]
     if len(model.slopes):
         slope_group = {"params": list(model.slopes.values())}
         if slope_weight_decay is not None:
@@ -736,6 +319,8 @@ def train_batched(
         groups.append(slope_group)
     opt = make_optimizer(groups, optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum)
 
+    model.generator = torch.Generator().manual_seed(noise_seed)
+    model.train()
     x, y = model._check_dtype("data.x_train", data.x_train), data.y_train
     x_test, y_test = data.x_test, data.y_test
     dtype = x.dtype
@@ -759,11 +344,11 @@ def train_batched(
         order = torch.stack([perms[seed] for seed in seeds])  # (M, n)
         epoch_loss = torch.zeros(num_models, dtype=dtype)
         for batch in order.split(batch_size, dim=1):  # (M, B) example indices
-            losses = _losses(model(x[batch]), y[batch])
+            batch_losses = losses(model(x[batch]), y[batch])
             opt.zero_grad()
-            losses.sum().backward()
+            batch_losses.sum().backward()
             opt.step()
-            epoch_loss += losses.detach()
+            epoch_loss += batch_losses.detach()
             step += 1
             if record_every is not None and step % record_every == 0:
                 record(step)

@@ -1,9 +1,12 @@
-r"""Small reference models used in more than one chapter.
+r"""Small reference models used in more than one chapter, and the MLPs' skip connection.
 
 :class:`SmallCNN` is the source material's image classifier: two convolution blocks with
 Leaky ReLU and max-pooling, a 128-unit hidden layer, and a final ``nn.Linear`` that returns
 logits. Chapter 4 runs it on a random batch and explains the missing last activation;
 chapter 5 initialises it with :func:`rectifiers.init.kaiming_init_`.
+
+:class:`Residual` adds a layer's input to its output; :func:`rectifiers.training.mlp` builds
+residual MLPs with it, and :class:`rectifiers.batched.BatchedMLP` stacks them.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from torch import nn
 
 from rectifiers._validation import check_positive_int, check_real
 
-__all__ = ["SmallCNN"]
+__all__ = ["Residual", "SmallCNN"]
 
 
 class SmallCNN(nn.Module):
@@ -68,3 +71,35 @@ class SmallCNN(nn.Module):
         r"""Logits of shape :math:`(N, \text{num\_classes})` for images ``x`` of shape
         :math:`(N, 3, 32, 32)`."""
         return self.classifier(self.features(x))
+
+
+class Residual(nn.Sequential):
+    r"""A skip connection around a sequence of layers: :math:`h \mapsto h + f(h)`.
+
+    :math:`f` is the ``nn.Sequential`` of the given layers; the input is added to its output,
+    as in He et al. (2016)'s residual networks. In a residual MLP built by
+    :func:`rectifiers.training.mlp` each wrapped hidden layer computes
+    :math:`h_k = h_{k-1} + \phi(\mathrm{BN}(W_k h_{k-1} + b_k))`, so the gradient reaches
+    earlier layers through the identity even where :math:`\phi'` is 0.
+
+    Args:
+        *layers: the modules of :math:`f`, applied in order; :math:`f` must keep the shape.
+
+    Shape:
+        - Input: :math:`(N, d)`.
+        - Output: :math:`(N, d)`, the same shape.
+
+    Example:
+        >>> import torch
+        >>> block = Residual(nn.Linear(4, 4), nn.ReLU())
+        >>> x = torch.randn(3, 4)
+        >>> torch.equal(block(x), x + torch.relu(block[0](x)))
+        True
+    """
+
+    def __init__(self, *layers):
+        super().__init__(*layers)
+
+    def forward(self, x):
+        """The input plus the wrapped layers' output, :math:`x + f(x)`."""
+        return x + super().forward(x)

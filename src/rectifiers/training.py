@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rectifiers._validation import (
+    check_bool,
     check_choice,
     check_float_tensor,
     check_module,
@@ -28,13 +29,27 @@ from rectifiers._validation import (
     check_real,
 )
 from rectifiers.data import MNIST1D
+from rectifiers.models import Residual
 
-__all__ = ["OPTIMIZERS", "PRELU_KINDS", "data_orders", "evaluate", "make_optimizer", "mlp", "train"]
+__all__ = [
+    "ACTIVATIONS",
+    "OPTIMIZERS",
+    "PRELU_KINDS",
+    "data_orders",
+    "evaluate",
+    "make_optimizer",
+    "mlp",
+    "train",
+]
 
 #: Names accepted by ``optimizer`` arguments.
 OPTIMIZERS = ("adam", "adamw", "sgd")
 #: The string activations with a learnable slope, one per layer or one per unit.
 PRELU_KINDS = ("prelu", "prelu_channelwise")
+#: Every activation name ``mlp`` accepts, with the module it builds: ``nn.ReLU``, ``nn.PReLU``
+#: (one slope or one per unit), ``nn.ELU()``, ``nn.GELU()``, ``nn.SiLU()`` and ``nn.RReLU()``
+#: (random slopes from U(1/8, 1/3) in training, their mean 11/48 in evaluation).
+ACTIVATIONS = ("relu", *PRELU_KINDS, "elu", "gelu", "silu", "rrelu")
 
 
 def check_sizes(sizes: object) -> list[int]:
@@ -47,16 +62,16 @@ def check_sizes(sizes: object) -> list[int]:
 
 
 def check_activation(name: str, activation: object) -> float | str | Callable[[], nn.Module]:
-    """``activation`` must be a real negative slope, ``"relu"``, a PReLU kind or a factory."""
+    """``activation`` must be a real negative slope, a name in ``ACTIVATIONS`` or a factory."""
     if isinstance(activation, str):
-        return check_choice(name, activation, ("relu", *PRELU_KINDS))
+        return check_choice(name, activation, ACTIVATIONS)
     if isinstance(activation, numbers.Real) and not isinstance(activation, bool):
         return check_real(name, activation)
     if callable(activation) and not isinstance(activation, (bool, torch.Tensor)):
         return activation
     raise TypeError(
-        f"{name} must be a negative slope (a real number), 'relu', 'prelu', 'prelu_channelwise' "
-        f"or a callable returning an nn.Module, got {type(activation).__name__} {activation!r}"
+        f"{name} must be a negative slope (a real number), one of {ACTIVATIONS} or a callable "
+        f"returning an nn.Module, got {type(activation).__name__} {activation!r}"
     )
 
 
@@ -69,6 +84,8 @@ def _activation_module(
         return nn.PReLU(num_parameters=1, init=prelu_init)
     if activation == "prelu_channelwise":
         return nn.PReLU(num_parameters=width, init=prelu_init)
+    if isinstance(activation, str):
+        return {"elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU, "rrelu": nn.RReLU}[activation]()
     if callable(activation):
         return check_module("activation()", activation())
     return nn.LeakyReLU(negative_slope=activation)
@@ -81,6 +98,8 @@ def mlp(
     seed: int | None = None,
     bias_shift: float = 0.0,
     prelu_init: float = 0.25,
+    batch_norm: bool = False,
+    residual: bool = False,
 ):
     r"""A multilayer perceptron: ``Linear``, activation, ..., ``Linear`` (no final activation).
 
@@ -91,15 +110,32 @@ def mlp(
 
     where :math:`\phi(z) = \max(0, z) + \alpha \min(0, z)` is Leaky ReLU with negative slope
     :math:`\alpha` (ReLU for :math:`\alpha = 0`, the identity for :math:`\alpha = 1`), or PReLU,
-    where :math:`\alpha` is learned. Two sizes give a linear (softmax-regression) model.
-    Weights and biases get PyTorch's default ``nn.Linear`` initialisation.
+    where :math:`\alpha` is learned, or one of the named relatives:
+
+    - ELU, :math:`\phi(z) = z` for :math:`z > 0` and :math:`e^z - 1` otherwise;
+    - GELU, :math:`\phi(z) = z\, \Phi(z)` with :math:`\Phi` the standard normal CDF;
+    - SiLU, :math:`\phi(z) = z\, \sigma(z)` with :math:`\sigma` the logistic sigmoid;
+    - RReLU (Xu et al. 2015), :math:`\phi(z) = z` for :math:`z \ge 0` and :math:`a z`
+      otherwise, with :math:`a \sim U(1/8, 1/3)` drawn afresh per element in training mode
+      and :math:`a = (1/8 + 1/3)/2 = 11/48` in evaluation mode.
+
+    With ``batch_norm``, each hidden layer normalises :math:`z_k` before the activation,
+    :math:`h_k = \phi(\mathrm{BN}(z_k))` (``nn.BatchNorm1d``: batch statistics in training,
+    running statistics in evaluation). With ``residual``, each hidden layer after the first
+    whose input and output widths agree adds its input, :math:`h_k = h_{k-1} + \phi(\ldots)`,
+    wrapped in a :class:`rectifiers.models.Residual`. Two sizes give a linear
+    (softmax-regression) model. Weights and biases get PyTorch's default ``nn.Linear``
+    initialisation, drawn in the same order whatever the options, so nets built from the same
+    seed share their ``Linear`` weights across activations, ``batch_norm`` and ``residual``.
 
     Args:
         sizes: layer widths, input first and output last, at least two positive ints.
         activation: a fixed negative slope (a real number; ``0`` gives ``nn.ReLU``, any other
-            value ``nn.LeakyReLU``), ``"relu"``, ``"prelu"`` (``nn.PReLU`` with one learnable
-            slope per layer), ``"prelu_channelwise"`` (one slope per unit), or a callable with
-            no arguments that returns a fresh activation module for each hidden layer.
+            value ``nn.LeakyReLU``), a name in :data:`ACTIVATIONS`: ``"relu"``, ``"prelu"``
+            (``nn.PReLU`` with one learnable slope per layer), ``"prelu_channelwise"`` (one
+            slope per unit), ``"elu"``, ``"gelu"``, ``"silu"``, ``"rrelu"`` (PyTorch's modules
+            with their default parameters), or a callable with no arguments that returns a
+            fresh activation module for each hidden layer.
         seed: if given, the parameters are drawn from ``torch.manual_seed(seed)`` inside
             ``torch.random.fork_rng``, so the global random state is left untouched and the
             same seed always gives the same network; if ``None``, the global generator is used.
@@ -107,6 +143,9 @@ def mlp(
             the output layer's). A negative shift pushes pre-activations below zero, the
             classic way to kill ReLU units.
         prelu_init: initial PReLU slope (0.25, as in He et al. 2015 and ``nn.PReLU``).
+        batch_norm: put an ``nn.BatchNorm1d`` between each hidden ``Linear`` and its activation.
+        residual: wrap each hidden layer after the first whose input and output widths agree
+            in a ``Residual`` (a skip connection); at least one layer must qualify.
 
     Returns:
         An ``nn.Sequential`` mapping inputs of shape :math:`(N, d_0)` to logits of shape
@@ -115,7 +154,8 @@ def mlp(
     Raises:
         TypeError: if an argument has the wrong type, or the factory does not return an
             ``nn.Module``.
-        ValueError: if an argument has a wrong value.
+        ValueError: if an argument has a wrong value, or ``residual`` finds no hidden layer
+            of equal input and output width.
 
     Example:
         >>> net = mlp([40, 100, 100, 10], 0.01, seed=0)
@@ -129,6 +169,11 @@ def mlp(
         )
         >>> net(torch.randn(8, 40)).shape
         torch.Size([8, 10])
+        >>> deep = mlp([40] + [16] * 12 + [10], "gelu", seed=0, batch_norm=True, residual=True)
+        >>> type(deep[3]).__name__, [type(layer).__name__ for layer in deep[3]]
+        ('Residual', ['Linear', 'BatchNorm1d', 'GELU'])
+        >>> torch.equal(deep[0].weight, mlp([40, 16, 10], 0.0, seed=0)[0].weight)
+        True
     """
     sizes = check_sizes(sizes)
     activation = check_activation("activation", activation)
@@ -136,13 +181,25 @@ def mlp(
         check_non_negative_int("seed", seed)
     bias_shift = check_real("bias_shift", bias_shift)
     prelu_init = check_real("prelu_init", prelu_init)
+    batch_norm = check_bool("batch_norm", batch_norm)
+    residual = check_bool("residual", residual)
+    hidden = list(zip(sizes[:-2], sizes[1:-1], strict=True))
+    skips = [residual and k > 0 and fan_in == fan_out for k, (fan_in, fan_out) in enumerate(hidden)]
+    if residual and not any(skips):
+        raise ValueError(
+            "residual=True needs a hidden layer after the first with equal input and output "
+            f"widths, got sizes {sizes}"
+        )
 
     def build() -> nn.Sequential:
         layers: list[nn.Module] = []
-        for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers.append(nn.Linear(fan_in, fan_out))
-            if k < len(sizes) - 2:
-                layers.append(_activation_module(activation, fan_out, prelu_init))
+        for (fan_in, fan_out), skip in zip(hidden, skips, strict=True):
+            block = [nn.Linear(fan_in, fan_out)]
+            if batch_norm:
+                block.append(nn.BatchNorm1d(fan_out))
+            block.append(_activation_module(activation, fan_out, prelu_init))
+            layers.extend([Residual(*block)] if skip else block)
+        layers.append(nn.Linear(sizes[-2], sizes[-1]))
         return nn.Sequential(*layers)
 
     if seed is None:
@@ -152,9 +209,8 @@ def mlp(
             torch.manual_seed(seed)
             net = build()
     with torch.no_grad():
-        for layer in list(net)[:-1]:
-            if isinstance(layer, nn.Linear):
-                layer.bias.add_(bias_shift)
+        for layer in [m for m in net.modules() if isinstance(m, nn.Linear)][:-1]:
+            layer.bias.add_(bias_shift)
     return net
 
 
@@ -339,7 +395,7 @@ def train(
     model.train()
     if callback is not None:
         callback(0, model)
-    for epoch, order in zip(range(epochs), orders):
+    for epoch, order in zip(range(epochs), orders, strict=False):
         batch_losses = []
         for batch in order.split(batch_size):
             loss = F.cross_entropy(model(x[batch]), y[batch])
