@@ -16,12 +16,34 @@ export OMP_NUM_THREADS ?= 2
 export OMP_WAIT_POLICY ?= PASSIVE
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test unit notebooks grader-tests book-strict browser chromium bench exercises clean
+.PHONY: book test unit notebooks notebook pairs grader-tests book-strict browser chromium bench exercises clean
 
+# Set-up (README, "Set-up"): the lock, then the package in editable mode. uv (pinned in the lock,
+# bootstrapped with the venv's pip) installs it several times faster than pip (`make bench`,
+# "setup"); `make INSTALLER=pip` uses pip alone.
+INSTALLER ?= uv
+# The lock's torch for Linux x86-64 (+cpu) is on PyTorch's CPU index, not on PyPI. The index is
+# probed once (5 s at most) because an unreachable extra index costs pip 7.5 s of retries per
+# package (~20 min for the lock) and makes uv fail; unreachable, torch must come from a local wheel.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+# uv reads neither pip's configuration nor $$PIP_FIND_LINKS: pip's find-links are passed on, so a
+# local torch wheel that pip would take (as on this project's CI machines) is taken by uv too.
+FIND_LINKS = $(sort $(PIP_FIND_LINKS) $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --requirement requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --editable .
+	@if $(BIN)/python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)' \
+	    '$(TORCH_INDEX)/torch/' 2>/dev/null; then index='--extra-index-url $(TORCH_INDEX)'; \
+	else index=''; echo "make: $(TORCH_INDEX) is unreachable: torch only from PyPI or --find-links"; fi; \
+	links='$(foreach link,$(FIND_LINKS),--find-links $(link))'; \
+	if [ '$(INSTALLER)' = uv ]; then \
+	  set -x; $(BIN)/python -m pip install --quiet "$$(grep '^uv==' requirements.lock)"; \
+	  $(BIN)/uv pip install --quiet --python $(BIN)/python $$index $${index:+--index-strategy unsafe-best-match} \
+	    $$links --requirement requirements.lock; \
+	  $(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation --editable .; \
+	else \
+	  set -x; $(BIN)/python -m pip install --quiet $$index --requirement requirements.lock; \
+	  $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --editable .; \
+	fi
 	@touch $(STAMP)
 
 book: $(STAMP)
@@ -56,8 +78,24 @@ chromium:
 	    apt-get install -y -qq --no-install-recommends chromium; \
 	else echo "make: no /usr/bin/chromium and not root with apt-get: not installing it"; fi
 
-notebooks: $(STAMP)
+# nbval re-executes every .ipynb and compares with its committed outputs; the pair check first
+# proves each .ipynb is what its MyST source (.md) says.
+notebooks: $(STAMP) pairs
 	$(BIN)/python -m pytest --nbval chapters solutions --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+# Every chapter and solution notebook is a jupytext pair: NN_topic.md (MyST, the one you edit)
+# and NN_topic.ipynb (executed; nbval and the book read it). After editing the .md:
+#   make notebook NB=chapters/01_motivation.md
+# syncs the .ipynb from the .md, executes it in a fresh kernel with the pinned thread count, strips
+# volatile metadata, and for a solution regenerates exercises/ (CONTRIBUTING.md).
+notebook: $(STAMP)
+	@test -n "$(NB)" || { echo "usage: make notebook NB=chapters/01_motivation.md"; exit 2; }
+	$(BIN)/python tools/notebooks.py run $(NB)
+	@case "$(NB)" in solutions/*) $(BIN)/make-exercises ;; esac
+
+# Fails when a .md source and its .ipynb twin differ (fast; no kernel).
+pairs: $(STAMP)
+	$(BIN)/python tools/notebooks.py check
 
 # The strict build renders the committed outputs instead of executing again: `notebooks` (nbval)
 # has just re-executed every notebook and proved those outputs are what the code prints.

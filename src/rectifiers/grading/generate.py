@@ -51,6 +51,19 @@ CHECK_CELL = re.compile(r'^check\("([A-Za-z0-9][A-Za-z0-9_.-]{0,63})", globals\(
 CHECK_IMPORT = "from rectifiers.grading import check"
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 _CELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: Every chapter and solution notebook is a jupytext pair: ``NN_topic.md`` (MyST, the source
+#: one edits) and ``NN_topic.ipynb`` (its executed twin).
+PAIRED_FORMATS = "ipynb,md:myst"
+TEXT_FORMAT = "md:myst"
+#: Cell metadata that lives only in the ``.ipynb`` twin (jupytext keeps it out of the text).
+_IPYNB_ONLY_METADATA = (
+    "autoscroll",
+    "collapsed",
+    "scrolled",
+    "trusted",
+    "execution",
+    "ExecuteTime",
+)
 _DIRECTIVE = re.compile(
     r"^\s*(?P<fence>`{3,}|:{3,})\{(?P<name>solution|solution-start|solution-end)\}"
 )
@@ -58,6 +71,60 @@ _DIRECTIVE = re.compile(
 
 class GenerateError(ValueError):
     """A solution notebook that cannot be turned into an exercise notebook; the message says where."""
+
+
+def read_source(md: Path) -> Any:
+    """The notebook that the MyST text notebook ``md`` describes, read through jupytext.
+
+    Cell sources and metadata come from ``md``; cell ids and outputs come from the matching
+    cells of its ``.ipynb`` twin when there is one, so ids stay stable across edits (a new cell
+    gets a fresh id). Returns an ``nbformat.NotebookNode`` (a dict).
+    """
+    import jupytext
+    from jupytext.combine import combine_inputs_with_outputs
+
+    source = jupytext.read(md, fmt=TEXT_FORMAT)
+    twin = md.with_suffix(".ipynb")
+    if not twin.is_file():
+        return source
+    import nbformat
+
+    return combine_inputs_with_outputs(source, nbformat.read(twin, as_version=4), TEXT_FORMAT)
+
+
+def pair_problems(md: Path) -> list[str]:
+    """What differs between the MyST source ``md`` and its ``.ipynb`` twin (empty when in sync).
+
+    Compared cell by cell: type, source, and the metadata jupytext writes into the text (tags,
+    ``mystnb``, ``grading``, ...); the twin must also declare the pairing (``jupytext.formats``).
+    """
+    import jupytext
+    import nbformat
+
+    twin = md.with_suffix(".ipynb")
+    if not md.is_file() or not twin.is_file():
+        missing = md if not md.is_file() else twin
+        return [f"{missing} is missing: every notebook is a .md/.ipynb pair"]
+    text = jupytext.read(md, fmt=TEXT_FORMAT)
+    executed = nbformat.read(twin, as_version=4)
+    problems = []
+    formats = executed.metadata.get("jupytext", {}).get("formats")
+    if formats != PAIRED_FORMATS:
+        problems.append(f"{twin}: metadata jupytext.formats is {formats!r}, not {PAIRED_FORMATS!r}")
+    if len(text.cells) != len(executed.cells):
+        problems.append(f"{md} has {len(text.cells)} cells, {twin} has {len(executed.cells)}")
+    for index, (ours, theirs) in enumerate(zip(text.cells, executed.cells)):
+        first = (ours.source.splitlines() or [""])[0][:60]
+        meta = {k: v for k, v in theirs.metadata.items() if k not in _IPYNB_ONLY_METADATA}
+        if ours.cell_type != theirs.cell_type or ours.source != theirs.source:
+            problems.append(f"{md}, cell {index} ({first!r}) differs from {twin}")
+        elif ours.metadata != meta:
+            problems.append(f"{md}, cell {index} ({first!r}): metadata differs from {twin}")
+        if len(problems) > 5:
+            break
+    if problems:
+        problems.append(f"{md} and {twin} are out of sync")
+    return problems
 
 
 def check_cell_id(source: str) -> str | None:
