@@ -62,7 +62,7 @@ def test_changed_tags_and_missing_cells_are_out_of_sync(tmp_path):
     md = _copy_pair(tmp_path)
     twin = nbformat.read(md.with_suffix(".ipynb"), as_version=4)
     first_code = next(c for c in twin.cells if c.cell_type == "code")
-    first_code.metadata["tags"] = ["remove-cell"]
+    first_code.metadata["tags"] = ["a-tag-the-source-lacks"]
     nbformat.write(twin, md.with_suffix(".ipynb"))
     assert any("metadata differs" in p for p in pair_problems(md))
     twin.cells.pop()
