@@ -11,7 +11,12 @@ import torch.nn.functional as F
 from rectifiers.batched import batched_mlp
 from rectifiers.data import load_mnist1d
 from rectifiers.diagnostics import dead_fraction, record_preactivations
-from rectifiers.experiments.dying import DyingRun, layer_statistics, track_dying
+from rectifiers.experiments.dying import (
+    DyingRun,
+    layer_statistics,
+    sweep_learning_rates,
+    track_dying,
+)
 from rectifiers.init import kaiming_init_
 from rectifiers.training import mlp
 
@@ -182,3 +187,25 @@ def test_bad_input_is_rejected(data, run):
         layer_statistics(batched_mlp([4, 3, 2], [0.0], [0]), x, y, (1.5,))
     with pytest.raises(TypeError, match="y must be"):
         layer_statistics(batched_mlp([4, 3, 2], [0.0], [0]), x, y.float())
+
+
+def test_a_learning_rate_sweep_equals_one_run_per_learning_rate(data):
+    args = (data, [40, 16, 16, 10], [0.0, "prelu"], [0, 1])
+    runs = sweep_learning_rates(*args, lrs=[0.003, 0.03], epochs=2, record_every=3)
+    for lr, swept in runs.items():
+        alone = track_dying(*args, lr=lr, epochs=2, record_every=3)
+        assert swept.lr == lr and torch.equal(swept.steps, alone.steps)
+        torch.testing.assert_close(swept.train_loss, alone.train_loss, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(swept.slopes, alone.slopes, rtol=1e-4, atol=1e-5)
+        assert (swept.accuracy - alone.accuracy).abs().max() <= 1 / 300
+    # the two learning rates really differ
+    assert not torch.allclose(runs[0.003].train_loss, runs[0.03].train_loss)
+
+
+def test_sweep_rejects_bad_learning_rates(data):
+    with pytest.raises(ValueError, match="distinct"):
+        sweep_learning_rates(data, [40, 8, 10], [0.0], [0], lrs=[0.1, 0.1], epochs=1)
+    with pytest.raises(ValueError, match="positive"):
+        sweep_learning_rates(data, [40, 8, 10], [0.0], [0], lrs=[0.0], epochs=1)
+    with pytest.raises(TypeError, match="lrs"):
+        sweep_learning_rates(data, [40, 8, 10], [0.0], [0], lrs=0.1, epochs=1)

@@ -15,12 +15,17 @@ column recorded next to it, so a figure is one step from its data.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
 
 from rectifiers._validation import (
     check_choice,
@@ -32,7 +37,7 @@ from rectifiers.batched import BatchedMLP, batched_mlp, grid, train_batched
 from rectifiers.data import MNIST1D
 from rectifiers.init import kaiming_init_
 
-__all__ = ["DyingRun", "LayerStats", "layer_statistics", "track_dying"]
+__all__ = ["DyingRun", "LayerStats", "layer_statistics", "sweep_learning_rates", "track_dying"]
 
 #: The quantiles recorded by default: the median and the 10-90% and 25-75% bands.
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
@@ -256,6 +261,12 @@ def layer_statistics(model, x, y, quantiles: Sequence[float] = QUANTILES):
     return torch.stack(activation, dim=1), torch.stack(grad_norm, dim=1)
 
 
+def _check_positive(name: str, value: object) -> float:
+    if not check_real(name, value) > 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return float(value)
+
+
 def _check_quantiles(quantiles: object, dtype: torch.dtype) -> torch.Tensor:
     if isinstance(quantiles, (str, bytes)) or not isinstance(quantiles, Sequence) or not quantiles:
         raise TypeError(f"quantiles must be a non-empty sequence of numbers, got {quantiles!r}")
@@ -263,6 +274,152 @@ def _check_quantiles(quantiles: object, dtype: torch.dtype) -> torch.Tensor:
     if not all(0 <= v <= 1 for v in values):
         raise ValueError(f"quantiles must lie in [0, 1], got {list(quantiles)}")
     return torch.tensor(values, dtype=dtype)
+
+
+@contextlib.contextmanager
+def _per_model_lr(model: BatchedMLP, factors: torch.Tensor):
+    r"""Scale each stacked model's optimizer step by its own factor while the context is open.
+
+    ``train_batched`` takes one learning rate for all models. Adam's step is
+    :math:`-\eta\, \hat m / (\sqrt{\hat v} + \epsilon)`, where the moments depend only on
+    the gradients, so multiplying model :math:`m`'s step by :math:`f_m` is Adam with learning
+    rate :math:`f_m \eta`. A pre-step hook keeps the parameters, a post-step hook rescales the
+    step; the hooks are global to ``torch.optim`` (the trainer builds its optimizer inside), so
+    they act only on an optimizer holding this model's tensors, and are removed on exit.
+    """
+    params = [*model.weights, *model.biases, *model.slopes.values()]
+    ours = {id(p) for p in params}
+    before: list[torch.Tensor] = []
+
+    def mine(optimizer) -> bool:
+        return any(id(p) in ours for group in optimizer.param_groups for p in group["params"])
+
+    def keep(optimizer, args, kwargs):
+        if mine(optimizer):
+            before[:] = [p.detach().clone() for p in params]
+
+    def rescale(optimizer, args, kwargs):
+        if mine(optimizer):
+            with torch.no_grad():
+                for p, old in zip(params, before, strict=True):
+                    f = factors.to(p.dtype).view(-1, *[1] * (p.dim() - 1))
+                    p.sub_(old).mul_(f).add_(old)
+
+    handles = [register_optimizer_step_pre_hook(keep), register_optimizer_step_post_hook(rescale)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def sweep_learning_rates(
+    data: MNIST1D,
+    sizes: Sequence[int],
+    activations: Sequence,
+    seeds: Sequence[int],
+    *,
+    lrs: Sequence[float],
+    epochs: int,
+    record_every: int | None = None,
+    bias_shift: float = 0.0,
+    init: str = "default",
+    layer_stats: bool = False,
+    stats_examples: int = 500,
+    quantiles: Sequence[float] = QUANTILES,
+) -> dict[float, DyingRun]:
+    r""":func:`track_dying` for several learning rates, all trained in one batched run.
+
+    Every (learning rate, activation, seed) triple is one stacked model; Adam's step of each
+    model is scaled to its own learning rate (exact: Adam's moments do not depend on the
+    learning rate), so the result equals one :func:`track_dying` call per learning rate up to
+    floating-point rounding, while the per-step overhead is paid once.
+
+    Args:
+        lrs: the learning rates, positive and distinct.
+        (the others as in :func:`track_dying`)
+
+    Returns:
+        A dict from each learning rate to its :class:`DyingRun`.
+
+    Raises:
+        TypeError: if an argument has the wrong type.
+        ValueError: if an argument has a wrong value.
+
+    Example:
+        >>> from rectifiers.data import load_mnist1d
+        >>> data = load_mnist1d().subset(300, 200)
+        >>> runs = sweep_learning_rates(data, [40, 16, 10], [0.0, "prelu"], [0, 1],
+        ...                             lrs=[0.01, 0.1], epochs=1)
+        >>> sorted(runs), runs[0.1].accuracy.shape
+        ([0.01, 0.1], torch.Size([2, 2, 2]))
+    """
+    if isinstance(lrs, (str, bytes)) or not isinstance(lrs, Sequence) or not lrs:
+        raise TypeError(f"lrs must be a non-empty sequence of learning rates, got {lrs!r}")
+    lrs = [_check_positive(f"lrs[{i}]", lr) for i, lr in enumerate(lrs)]
+    if len(set(lrs)) != len(lrs):
+        raise ValueError(f"lrs must be distinct, got {lrs}")
+    widths = list(sizes)[1:-1]
+    if len(set(widths)) > 1:
+        raise ValueError(f"every hidden layer must have the same width, got sizes {list(sizes)}")
+    stats_examples = check_positive_int("stats_examples", stats_examples)
+    if not isinstance(layer_stats, bool):
+        raise TypeError(f"layer_stats must be a bool, got {type(layer_stats).__name__}")
+    q = _check_quantiles(quantiles, torch.float32)
+    init = check_choice("init", init, ("default", "he"))
+    per_model, per_seed = grid(list(activations) * len(lrs), seeds)
+    nets = batched_mlp(sizes, per_model, per_seed, bias_shift=bias_shift)
+    if init == "he":
+        nets = _he_initialised(nets, per_seed, bias_shift)
+    x_stats, y_stats = data.x_train[:stats_examples], data.y_train[:stats_examples]
+    masks, act_q, grad_q = [], [], []
+
+    def on_record(step: int, model: BatchedMLP) -> None:
+        masks.append(_dead_units(model, data.x_test))
+        if layer_stats:
+            a, g = layer_statistics(model, x_stats, y_stats, q.tolist())
+            act_q.append(a)
+            grad_q.append(g)
+
+    per_lr = len(activations) * len(seeds)
+    factors = torch.tensor(lrs, dtype=torch.float64).repeat_interleave(per_lr) / lrs[0]
+    with _per_model_lr(nets, factors):
+        history = train_batched(
+            nets, data, epochs=epochs, lr=lrs[0], record_every=record_every, callback=on_record
+        )
+    shape = (len(lrs), len(activations), len(seeds))
+
+    def split(t: torch.Tensor) -> torch.Tensor:  # (R, M, ...) -> (lr, R, A, S, ...)
+        return t.view(t.shape[0], *shape, *t.shape[2:]).transpose(0, 1)
+
+    columns = {
+        "accuracy": split(history.test_accuracy).double(),
+        "train_loss": split(history.train_loss).double(),
+        "dead_units": split(torch.stack(masks)),
+        "slopes": split(history.slope).double(),
+    }
+    if layer_stats:
+        columns["activation"] = split(torch.stack(act_q))
+        columns["grad_norm"] = split(torch.stack(grad_q))
+    runs = {}
+    for i, lr in enumerate(lrs):
+        stats = None
+        if layer_stats:
+            stats = LayerStats(tuple(q.tolist()), columns["activation"][i], columns["grad_norm"][i])
+        runs[lr] = DyingRun(
+            sizes=list(sizes),
+            activations=list(activations),
+            seeds=list(seeds),
+            lr=lr,
+            steps=history.steps,
+            steps_per_epoch=history.steps_per_epoch,
+            accuracy=columns["accuracy"][i],
+            train_loss=columns["train_loss"][i],
+            dead_units=columns["dead_units"][i],
+            slopes=columns["slopes"][i],
+            layer_stats=stats,
+        )
+    return runs
 
 
 def track_dying(
@@ -320,49 +477,17 @@ def track_dying(
         >>> run.dead_units.shape, run.accuracy.shape
         (torch.Size([3, 2, 2, 2, 32]), torch.Size([3, 2, 2]))
     """
-    widths = list(sizes)[1:-1]
-    if len(set(widths)) > 1:
-        raise ValueError(f"every hidden layer must have the same width, got sizes {list(sizes)}")
-    stats_examples = check_positive_int("stats_examples", stats_examples)
-    if not isinstance(layer_stats, bool):
-        raise TypeError(f"layer_stats must be a bool, got {type(layer_stats).__name__}")
-    q = _check_quantiles(quantiles, torch.float32)
-    init = check_choice("init", init, ("default", "he"))
-    per_model, per_seed = grid(activations, seeds)
-    nets = batched_mlp(sizes, per_model, per_seed, bias_shift=bias_shift)
-    if init == "he":
-        nets = _he_initialised(nets, per_seed, bias_shift)
-    x_stats, y_stats = data.x_train[:stats_examples], data.y_train[:stats_examples]
-    masks, act_q, grad_q = [], [], []
-
-    def on_record(step: int, model: BatchedMLP) -> None:
-        masks.append(_dead_units(model, data.x_test))
-        if layer_stats:
-            a, g = layer_statistics(model, x_stats, y_stats, q.tolist())
-            act_q.append(a)
-            grad_q.append(g)
-
-    history = train_batched(
-        nets, data, epochs=epochs, lr=lr, record_every=record_every, callback=on_record
-    )
-    a_count, s_count = len(activations), len(seeds)
-
-    def split(t: torch.Tensor) -> torch.Tensor:  # (R, M, ...) -> (R, A, S, ...)
-        return t.view(t.shape[0], a_count, s_count, *t.shape[2:])
-
-    stats = None
-    if layer_stats:
-        stats = LayerStats(tuple(q.tolist()), split(torch.stack(act_q)), split(torch.stack(grad_q)))
-    return DyingRun(
-        sizes=list(sizes),
-        activations=list(activations),
-        seeds=list(seeds),
-        lr=float(lr),
-        steps=history.steps,
-        steps_per_epoch=history.steps_per_epoch,
-        accuracy=split(history.test_accuracy).double(),
-        train_loss=history.train_loss.view(-1, a_count, s_count).double(),
-        dead_units=split(torch.stack(masks)),
-        slopes=split(history.slope).double(),
-        layer_stats=stats,
-    )
+    return sweep_learning_rates(
+        data,
+        sizes,
+        activations,
+        seeds,
+        lrs=[lr],
+        epochs=epochs,
+        record_every=record_every,
+        bias_shift=bias_shift,
+        init=init,
+        layer_stats=layer_stats,
+        stats_examples=stats_examples,
+        quantiles=quantiles,
+    )[_check_positive("lr", lr)]
