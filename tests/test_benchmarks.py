@@ -295,7 +295,7 @@ def test_notebook_benchmark_times_good_notebooks_and_records_failures(tmp_path):
 
 
 def test_notebook_runs_in_its_own_folder(tmp_path):
-    path = _notebook(tmp_path / "nb.ipynb", "import os\nassert os.getcwd() == %r" % str(tmp_path))
+    path = _notebook(tmp_path / "nb.ipynb", f"import os\nassert os.getcwd() == {str(tmp_path)!r}")
     notebooks.run_once(path)  # raises if the working folder were another
 
 
@@ -332,7 +332,7 @@ def test_largest_parameter_difference_sees_one_changed_weight():
 
     slopes, seeds = [0.0, 0.1], [0, 1]
     nets = batched_mlp([4, 3, 2], slopes, seeds)
-    alone = [mlp([4, 3, 2], a, seed=s) for a, s in zip(slopes, seeds)]
+    alone = [mlp([4, 3, 2], a, seed=s) for a, s in zip(slopes, seeds, strict=True)]
     assert training.largest_parameter_difference(alone, nets) == 0.0
     with torch.no_grad():
         alone[1][2].bias[0] += 0.25

@@ -169,9 +169,8 @@ def test_record_argument_errors():
     with pytest.raises(TypeError, match="model"), record_preactivations(lambda x: x):
         pass
     for bad in ((), [nn.ReLU], (nn.ReLU, "relu"), (torch.relu,), None):
-        with pytest.raises(TypeError, match="types"):
-            with record_preactivations(nn.ReLU(), types=bad):
-                pass
+        with pytest.raises(TypeError, match="types"), record_preactivations(nn.ReLU(), types=bad):
+            pass
 
 
 def test_default_types():

@@ -50,7 +50,7 @@ def assert_same_layout(actual: torch.Tensor, expected: torch.Tensor) -> None:
     stride of a dim of size 1, or of any dim of an empty tensor, is never used)."""
     if actual.numel() == 0:
         return
-    for size, a, e in zip(actual.shape, actual.stride(), expected.stride()):
+    for size, a, e in zip(actual.shape, actual.stride(), expected.stride(), strict=True):
         assert size <= 1 or a == e, (actual.stride(), expected.stride())
 
 
@@ -289,7 +289,7 @@ def test_grad_conventions_at_the_kink():
     assert R.relu_grad(x)[2].item() == 1.0  # autograd passes the gradient through a NaN
     assert R.leaky_relu_grad(x, 0.2).tolist() == [0.2, 0.2, 0.2]
     for slope in (0.2, -0.0):
-        expected = _autograd(lambda t: F.leaky_relu(t, slope), x)
+        expected = _autograd(lambda t, slope=slope: F.leaky_relu(t, slope), x)
         assert_identical(R.leaky_relu_grad(x, slope), expected)
     assert_identical(R.relu_grad(x), _autograd(F.relu, x))
 
@@ -319,7 +319,9 @@ def test_prelu_grads_match_autograd(shape, dtype, layout, grad_layout, seed, sha
     assert_identical(grad_input, expected_input)
     assert_identical(grad_weight, expected_weight)
     assert grad_weight.shape == w.shape
-    assert all(torch.equal(bits(t), b) for t, b in zip((x, w, g), before)), "input modified"
+    assert all(torch.equal(bits(t), b) for t, b in zip((x, w, g), before, strict=True)), (
+        "input modified"
+    )
 
 
 def test_prelu_grads_by_hand():
@@ -417,7 +419,7 @@ def test_prelu_accepts_what_torch_accepts(x_shape, w_shape):
     w = torch.rand(w_shape)
     assert_identical(R.prelu(x, w), F.prelu(x, w))
     g = torch.randn(x_shape)
-    for ours, ref in zip(R.prelu_grads(x, w, g), _prelu_autograd(x, w, g)):
+    for ours, ref in zip(R.prelu_grads(x, w, g), _prelu_autograd(x, w, g), strict=True):
         assert_identical(ours, ref)
 
 

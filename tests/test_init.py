@@ -89,7 +89,7 @@ def test_identical_to_torch_kaiming_normal_under_the_same_seed(slope):
             nn.init.kaiming_normal_(m.weight, a=slope, mode="fan_in", nonlinearity="leaky_relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-    for (name, a), (_, b) in zip(ours.state_dict().items(), ref.state_dict().items()):
+    for (name, a), (_, b) in zip(ours.state_dict().items(), ref.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     # and the generator has been advanced by exactly the same draws
     torch.manual_seed(7)

@@ -174,9 +174,11 @@ def test_adamw_decays_weights_but_not_slopes():
     for p in model.parameters():
         p.grad = torch.zeros_like(p)
     opt.step()
-    moved = [not torch.equal(b, p.detach()) for b, p in zip(before, model.parameters())]
+    moved = [
+        not torch.equal(b, p.detach()) for b, p in zip(before, model.parameters(), strict=True)
+    ]
     names = [n for n, _ in model.named_parameters()]
-    assert dict(zip(names, moved)) == {
+    assert dict(zip(names, moved, strict=True)) == {
         "0.weight": True,
         "0.bias": False,
         "1.weight": False,

@@ -17,14 +17,13 @@ from scipy import stats  # noqa: E402
 import rectifiers.plotting as plotting_module  # noqa: E402
 from rectifiers.plotting import (  # noqa: E402
     COLORS,
-    STYLE,
+    STYLE_FILE,
     check_figure,
     color_for,
     finish,
     label_for,
     mean_ci95,
     plot_band,
-    style,
     use_style,
 )
 
@@ -41,7 +40,7 @@ def restore_rcparams():
         yield
 
 
-# --- style ---------------------------------------------------------------------------------------
+# --- style ----------------------------------------------------------------------------------------
 
 
 def test_use_style_sets_the_book_style(restore_rcparams):
@@ -59,17 +58,22 @@ def test_use_style_sets_the_book_style(restore_rcparams):
     ]
 
 
-def test_style_context_is_temporary(restore_rcparams):
+def test_style_file_is_package_data_with_the_colour_cycle_of_colors(restore_rcparams):
     matplotlib.rcdefaults()
-    with style():
+    sheet = matplotlib.rc_params_from_file(STYLE_FILE, use_default_template=False)
+    assert set(sheet) <= set(matplotlib.rcParams)  # every key is a real rcParam
+    assert sheet["axes.prop_cycle"].by_key()["color"] == [
+        matplotlib.colors.to_hex(c).upper() for c in COLORS.values()
+    ]
+    with matplotlib.style.context(STYLE_FILE):
         assert matplotlib.rcParams["figure.dpi"] == 110
         fig, ax = plt.subplots()
         assert not ax.spines["top"].get_visible()
+        plt.close(fig)
     assert matplotlib.rcParams["figure.dpi"] == matplotlib.rcParamsDefault["figure.dpi"]
-    assert set(STYLE) <= set(matplotlib.rcParams)  # every key is a real rcParam
 
 
-# --- colours and labels ----------------------------------------------------------------------------
+# --- colours and labels ---------------------------------------------------------------------------
 
 
 def test_named_colors_are_distinct_and_consistent_with_slopes():
@@ -115,7 +119,7 @@ def test_labels():
     assert label_for("prelu_channelwise") == "PReLU (channel-wise)"
 
 
-# --- mean_ci95 -------------------------------------------------------------------------------------
+# --- mean_ci95 ------------------------------------------------------------------------------------
 
 
 @settings(max_examples=50)

@@ -40,7 +40,7 @@ class Recorder(nn.Module):
         return self.model(x)
 
 
-# --- mlp ---------------------------------------------------------------------------------------
+# --- mlp ------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -58,7 +58,11 @@ def test_mlp_structure_with_fixed_slopes(activation, kind, slope):
     net = mlp([40, 30, 20, 10], activation, seed=0)
     types = [type(layer) for layer in net]
     assert types == [nn.Linear, kind, nn.Linear, kind, nn.Linear]
-    assert [(l.in_features, l.out_features) for l in net[0::2]] == [(40, 30), (30, 20), (20, 10)]
+    assert [(layer.in_features, layer.out_features) for layer in net[0::2]] == [
+        (40, 30),
+        (30, 20),
+        (20, 10),
+    ]
     if slope is not None:
         assert net[1].negative_slope == slope and net[3].negative_slope == slope
 
@@ -143,7 +147,7 @@ def test_mlp_rejects_bad_arguments(args, kwargs, error, match):
         mlp(*args, **kwargs)
 
 
-# --- make_optimizer ------------------------------------------------------------------------------
+# --- make_optimizer -------------------------------------------------------------------------------
 
 
 def test_make_optimizer_kinds_and_defaults():
@@ -180,7 +184,7 @@ def test_make_optimizer_rejects_bad_arguments(name, kwargs, error, match):
         make_optimizer(mlp([4, 2]).parameters(), name, **kwargs)
 
 
-# --- train -----------------------------------------------------------------------------------------
+# --- train ----------------------------------------------------------------------------------------
 
 
 def test_train_data_order_is_a_seeded_permutation_per_epoch(small):
@@ -193,7 +197,9 @@ def test_train_data_order_is_a_seeded_permutation_per_epoch(small):
         for batch in torch.randperm(300, generator=generator).split(64)
     ]
     assert len(recorder.batches) == len(expected) == 10  # 4 full batches and one of 44, twice
-    assert all(torch.equal(seen, want) for seen, want in zip(recorder.batches, expected))
+    assert all(
+        torch.equal(seen, want) for seen, want in zip(recorder.batches, expected, strict=True)
+    )
     assert losses.shape == (2,)
 
 
@@ -223,7 +229,7 @@ def test_train_matches_a_hand_written_loop(small):
             opt.step()
             batch_losses.append(loss.item())
         expected_losses.append(sum(batch_losses) / len(batch_losses))
-    for p, q in zip(net.parameters(), reference.parameters()):
+    for p, q in zip(net.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(losses, torch.tensor(expected_losses), rtol=1e-5, atol=1e-6)
 
@@ -338,7 +344,7 @@ def test_check_data_flat():
         training_module.check_data("data", channels, flat=True)
 
 
-# --- evaluate --------------------------------------------------------------------------------------
+# --- evaluate -------------------------------------------------------------------------------------
 
 
 def test_evaluate_matches_direct_computation_and_restores_mode(small):
@@ -396,7 +402,7 @@ def test_data_orders_are_seeded_permutations_fresh_each_epoch():
 
     generator = torch.Generator().manual_seed(7)
     expected = [torch.randperm(50, generator=generator) for _ in range(3)]
-    drawn = [order for _, order in zip(range(3), data_orders(50, 7))]
-    assert all(torch.equal(a, b) for a, b in zip(drawn, expected))
+    drawn = [order for _, order in zip(range(3), data_orders(50, 7), strict=False)]
+    assert all(torch.equal(a, b) for a, b in zip(drawn, expected, strict=True))
     assert not torch.equal(drawn[0], drawn[1])
     assert not torch.equal(drawn[0], next(data_orders(50, 8)))

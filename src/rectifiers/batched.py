@@ -39,27 +39,22 @@ from PyTorch's global one, so they follow the same distribution but not the same
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Sequence
 
 import torch
 
 from rectifiers._validation import (
+    check_activation,
+    check_data,
     check_non_negative_int,
     check_non_negative_real,
     check_positive_int,
 )
 from rectifiers.data import MNIST1D
 from rectifiers.stacked import BatchedMLP, _check_seeds, losses
-from rectifiers.training import (
-    PRELU_KINDS,
-    check_activation,
-    check_data,
-    check_sizes,
-    data_orders,
-    make_optimizer,
-    mlp,
-)
+from rectifiers.training import ACTIVATIONS, PRELU_KINDS, data_orders, make_optimizer, mlp
 
 __all__ = ["BatchedHistory", "BatchedMLP", "batched_mlp", "grid", "train_batched"]
 
@@ -90,7 +85,9 @@ def grid(activations, seeds) -> tuple[list, list[int]]:
         raise TypeError(f"activations must be a sequence, got {type(activations).__name__}")
     if not activations:
         raise ValueError("activations must be non-empty")
-    activations = [check_activation(f"activations[{i}]", a) for i, a in enumerate(activations)]
+    activations = [
+        check_activation(f"activations[{i}]", a, ACTIVATIONS) for i, a in enumerate(activations)
+    ]
     seeds = _check_seeds(seeds)
     pairs = list(itertools.product(activations, seeds))
     return [a for a, _ in pairs], [s for _, s in pairs]
@@ -144,7 +141,9 @@ def batched_mlp(
     """
     if isinstance(activations, (str, bytes)) or not isinstance(activations, Sequence):
         raise TypeError(f"activations must be a sequence, got {type(activations).__name__}")
-    activations = [check_activation(f"activations[{i}]", a) for i, a in enumerate(activations)]
+    activations = [
+        check_activation(f"activations[{i}]", a, ACTIVATIONS) for i, a in enumerate(activations)
+    ]
     for i, activation in enumerate(activations):
         if callable(activation):
             raise TypeError(
@@ -152,7 +151,6 @@ def batched_mlp(
                 f"{PRELU_KINDS} (module factories cannot be stacked)"
             )
     seeds = _check_seeds(seeds, len(activations))
-    check_sizes(sizes)
     models = [
         mlp(
             sizes,
@@ -168,6 +166,7 @@ def batched_mlp(
     return BatchedMLP(models, seeds)
 
 
+@dataclasses.dataclass(kw_only=True, eq=False, repr=False)
 class BatchedHistory:
     """What :func:`train_batched` recorded: :math:`R` records of :math:`M` models' state.
 
@@ -187,30 +186,15 @@ class BatchedHistory:
         slope: mean negative slope per layer, shape :math:`(R, M, L)`.
     """
 
-    # Not a dataclass: field annotations would become unresolvable torch.Tensor references on
-    # the API page (the book builds with nitpicky warnings as errors).
-    def __init__(
-        self,
-        *,
-        steps,
-        steps_per_epoch,
-        train_loss,
-        test_loss,
-        test_accuracy,
-        dead_fraction,
-        negative_fraction,
-        zero_fraction,
-        slope,
-    ):
-        self.steps = steps
-        self.steps_per_epoch = steps_per_epoch
-        self.train_loss = train_loss
-        self.test_loss = test_loss
-        self.test_accuracy = test_accuracy
-        self.dead_fraction = dead_fraction
-        self.negative_fraction = negative_fraction
-        self.zero_fraction = zero_fraction
-        self.slope = slope
+    steps: torch.Tensor
+    steps_per_epoch: int
+    train_loss: torch.Tensor
+    test_loss: torch.Tensor
+    test_accuracy: torch.Tensor
+    dead_fraction: torch.Tensor
+    negative_fraction: torch.Tensor
+    zero_fraction: torch.Tensor
+    slope: torch.Tensor
 
     def __repr__(self) -> str:
         records, models = self.test_accuracy.shape

@@ -12,6 +12,7 @@ about a second, so the raw arrays are cached under the build folder (see :func:`
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.metadata
 import json
@@ -24,6 +25,7 @@ from pathlib import Path
 import torch
 
 from rectifiers._validation import (
+    _describe,
     check_choice,
     check_non_negative_int,
     check_positive_int,
@@ -58,6 +60,7 @@ _STANDARD_ARGS = {
 _SPLITS = ("x", "y", "x_test", "y_test")
 
 
+@dataclasses.dataclass(frozen=True, eq=False, repr=False, slots=True)
 class MNIST1D:
     """A standardised MNIST-1D train/test split (immutable).
 
@@ -88,17 +91,23 @@ class MNIST1D:
         torch.Size([4000, 1, 40])
     """
 
-    # A plain class rather than a dataclass: the fields' annotations would reach the API page
-    # as cross-references to torch.Tensor, which the nitpicky book build cannot resolve.
-    __slots__ = ("x_train", "y_train", "x_test", "y_test", "mean", "std")
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    mean: float = 0.0
+    std: float = 1.0
 
-    def __init__(self, x_train, y_train, x_test, y_test, mean=0.0, std=1.0):
-        for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+    def __post_init__(self) -> None:
+        x_train, x_test = self.x_train, self.x_test
+        for split, x, y in (("train", x_train, self.y_train), ("test", x_test, self.y_test)):
             x_name, y_name = f"x_{split}", f"y_{split}"
             if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-                raise TypeError(f"{x_name} must be a floating-point torch.Tensor, got {_kind(x)}")
+                raise TypeError(
+                    f"{x_name} must be a floating-point torch.Tensor, got {_describe(x)}"
+                )
             if not isinstance(y, torch.Tensor) or y.dtype != torch.int64:
-                raise TypeError(f"{y_name} must be a torch.int64 tensor, got {_kind(y)}")
+                raise TypeError(f"{y_name} must be a torch.int64 tensor, got {_describe(y)}")
             if x.dim() not in (2, 3) or y.dim() != 1 or x.shape[0] != y.shape[0] or len(y) == 0:
                 raise ValueError(
                     f"{x_name} must have shape (N, L) or (N, 1, L) and {y_name} shape (N,) with "
@@ -119,15 +128,11 @@ class MNIST1D:
                 "x_train and x_test must have the same example shape, got "
                 f"{tuple(x_train.shape[1:])} and {tuple(x_test.shape[1:])}"
             )
-        mean = check_real("mean", mean)
-        if check_real("std", std) <= 0:
-            raise ValueError(f"std must be positive, got {std!r}")
-        values = (x_train, y_train, x_test, y_test, mean, float(std))
-        for name, value in zip(self.__slots__, values):
-            object.__setattr__(self, name, value)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"MNIST1D is immutable: cannot set {name!r}")
+        # frozen: the normalised numbers are set the way dataclasses' own __init__ sets fields.
+        object.__setattr__(self, "mean", check_real("mean", self.mean))
+        if check_real("std", self.std) <= 0:
+            raise ValueError(f"std must be positive, got {self.std!r}")
+        object.__setattr__(self, "std", float(self.std))
 
     def __repr__(self) -> str:
         return (
@@ -136,8 +141,7 @@ class MNIST1D:
         )
 
     def _replace(self, **changes: torch.Tensor) -> MNIST1D:
-        fields = {name: getattr(self, name) for name in self.__slots__}
-        return MNIST1D(**{**fields, **changes})
+        return dataclasses.replace(self, **changes)
 
     @property
     def num_features(self) -> int:
@@ -182,12 +186,6 @@ class MNIST1D:
             x_test=self.x_test[:n_test],
             y_test=self.y_test[:n_test],
         )
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of dtype {value.dtype}"
-    return type(value).__name__
 
 
 def _repo_root() -> Path | None:

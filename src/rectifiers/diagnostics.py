@@ -16,7 +16,13 @@ from torch import nn
 
 from rectifiers._validation import check_float_tensor, check_module, check_tensor
 
-__all__ = ["RECTIFIERS", "dead_fraction", "record_preactivations", "activation_stats"]
+__all__ = [
+    "RECTIFIERS",
+    "dead_fraction",
+    "dead_fraction_of_peaks",
+    "record_preactivations",
+    "activation_stats",
+]
 
 #: The module types whose inputs are recorded by default,
 #: ``(nn.ReLU, nn.LeakyReLU, nn.PReLU)``.
@@ -64,9 +70,29 @@ def dead_fraction(pre_activations) -> float:
         )
     if z[0].numel() == 0:
         raise ValueError(f"pre_activations must hold at least one unit, got shape {tuple(z.shape)}")
-    units = z.detach().reshape(z.shape[0], -1)
-    dead = (units <= 0).all(dim=0)
-    return dead.sum().item() / dead.numel()
+    return dead_fraction_of_peaks(z.detach().reshape(z.shape[0], -1).amax(dim=0)).item()
+
+
+def dead_fraction_of_peaks(peaks, dtype=torch.float64):
+    r"""The dead fraction from each unit's largest pre-activation :math:`\max_n z_{n,u}`.
+
+    The one computation behind :func:`dead_fraction`, :func:`activation_stats` and
+    ``BatchedMLP.statistics`` (which keeps running maxima over chunks of examples, per model
+    and layer): a unit is dead when its peak is :math:`\le 0`. A NaN peak (``amax`` keeps NaN)
+    is not :math:`\le 0`, so a unit that is NaN anywhere is not dead.
+
+    Args:
+        peaks: the units' peaks, shape :math:`(*, U)`; the last dim holds the units.
+        dtype: the floating-point dtype of the result.
+
+    Returns:
+        The fraction of dead units over the last dim, shape :math:`(*)`.
+
+    Example:
+        >>> dead_fraction_of_peaks(torch.tensor([[0.0, 2.0, -1.0], [1.0, 1.0, 1.0]]))
+        tensor([0.6667, 0.0000], dtype=torch.float64)
+    """
+    return (peaks <= 0).to(dtype).mean(dim=-1)
 
 
 def _check_types(types) -> tuple[type, ...]:

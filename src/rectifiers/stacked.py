@@ -32,10 +32,8 @@ from rectifiers._stacking import (
     rectify,
     runs_of,
 )
-from rectifiers._validation import (
-    check_float_tensor,
-    check_non_negative_int,
-)
+from rectifiers._validation import check_float_tensor, check_labels, check_non_negative_int
+from rectifiers.diagnostics import dead_fraction_of_peaks
 from rectifiers.models import Residual
 from rectifiers.training import PRELU_KINDS
 
@@ -393,7 +391,7 @@ class BatchedMLP(nn.Module):
             TypeError: if an argument has the wrong type, or ``x`` is not in the models' dtype.
             ValueError: if the shapes disagree.
         """
-        _check_labels(self._check_examples(x), y)
+        check_labels(self._check_examples(x), y)
         loss, accuracy, _ = self._measure(x, y)
         return loss, accuracy
 
@@ -479,7 +477,7 @@ class BatchedMLP(nn.Module):
                 correct += (logits.argmax(dim=2) == labels).sum(dim=1)
         widths = self.sizes[1:-1]
         columns = {
-            "dead_fraction": [(p <= 0).to(dtype).mean(dim=1) for p in peak],
+            "dead_fraction": [dead_fraction_of_peaks(p, dtype) for p in peak],
             "negative_fraction": [
                 c.to(dtype) / (n * d) for c, d in zip(negative, widths, strict=True)
             ],
@@ -558,17 +556,6 @@ def _check_seeds(seeds: object, count: int | None = None) -> list[int]:
         expected = "non-empty" if count is None else f"of length {count}, one per model"
         raise ValueError(f"seeds must be {expected}, got {len(seeds)} seeds")
     return seeds
-
-
-def _check_labels(x: torch.Tensor, y: object) -> torch.Tensor:
-    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64:
-        kind = f"dtype {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
-        raise TypeError(f"y must be a torch.int64 tensor of class indices, got {kind}")
-    if y.dim() != 1 or y.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"y must have shape ({x.shape[0]},), one label per example of x, got {tuple(y.shape)}"
-        )
-    return y
 
 
 def losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

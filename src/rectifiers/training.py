@@ -11,22 +11,25 @@ last one may be smaller), and minimises the mean cross-entropy
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from rectifiers._validation import (
+    check_activation,
     check_bool,
     check_choice,
+    check_data,
     check_float_tensor,
+    check_labels,
     check_module,
     check_non_negative_int,
     check_non_negative_real,
     check_positive_int,
     check_real,
+    check_sizes,
 )
 from rectifiers.data import MNIST1D
 from rectifiers.models import Residual
@@ -50,29 +53,6 @@ PRELU_KINDS = ("prelu", "prelu_channelwise")
 #: (one slope or one per unit), ``nn.ELU()``, ``nn.GELU()``, ``nn.SiLU()`` and ``nn.RReLU()``
 #: (random slopes from U(1/8, 1/3) in training, their mean 11/48 in evaluation).
 ACTIVATIONS = ("relu", *PRELU_KINDS, "elu", "gelu", "silu", "rrelu")
-
-
-def check_sizes(sizes: object) -> list[int]:
-    """``sizes`` must be a sequence of at least two positive ints (input, ..., output)."""
-    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
-        raise TypeError(f"sizes must be a sequence of ints, got {type(sizes).__name__} {sizes!r}")
-    if len(sizes) < 2:
-        raise ValueError(f"sizes must hold at least an input and an output size, got {sizes!r}")
-    return [check_positive_int(f"sizes[{i}]", size) for i, size in enumerate(sizes)]
-
-
-def check_activation(name: str, activation: object) -> float | str | Callable[[], nn.Module]:
-    """``activation`` must be a real negative slope, a name in ``ACTIVATIONS`` or a factory."""
-    if isinstance(activation, str):
-        return check_choice(name, activation, ACTIVATIONS)
-    if isinstance(activation, numbers.Real) and not isinstance(activation, bool):
-        return check_real(name, activation)
-    if callable(activation) and not isinstance(activation, (bool, torch.Tensor)):
-        return activation
-    raise TypeError(
-        f"{name} must be a negative slope (a real number), one of {ACTIVATIONS} or a callable "
-        f"returning an nn.Module, got {type(activation).__name__} {activation!r}"
-    )
 
 
 def _activation_module(
@@ -176,7 +156,7 @@ def mlp(
         True
     """
     sizes = check_sizes(sizes)
-    activation = check_activation("activation", activation)
+    activation = check_activation("activation", activation, ACTIVATIONS)
     if seed is not None:
         check_non_negative_int("seed", seed)
     bias_shift = check_real("bias_shift", bias_shift)
@@ -212,30 +192,6 @@ def mlp(
         for layer in [m for m in net.modules() if isinstance(m, nn.Linear)][:-1]:
             layer.bias.add_(bias_shift)
     return net
-
-
-def check_data(name: str, data: object, *, flat: bool = False) -> MNIST1D:
-    """``data`` must be an ``MNIST1D``; with ``flat``, its inputs must be 2-D ``(N, L)``."""
-    if not isinstance(data, MNIST1D):
-        raise TypeError(f"{name} must be an MNIST1D (see load_mnist1d), got {type(data).__name__}")
-    if flat and data.x_train.dim() != 2:
-        raise ValueError(
-            f"{name} must have inputs of shape (N, L), not the channels view "
-            f"{tuple(data.x_train.shape)}"
-        )
-    return data
-
-
-def _check_labels(x: torch.Tensor, y: object) -> torch.Tensor:
-    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64:
-        kind = f"dtype {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
-        raise TypeError(f"y must be a torch.int64 tensor of class indices, got {kind}")
-    if y.dim() != 1 or x.dim() < 1 or x.shape[0] != y.shape[0] or len(y) == 0:
-        raise ValueError(
-            f"x must have shape (N, ...) and y shape (N,) with the same N > 0, "
-            f"got {tuple(x.shape)} and {tuple(y.shape)}"
-        )
-    return y
 
 
 def make_optimizer(
@@ -440,7 +396,7 @@ def evaluate(model, x, y) -> tuple[float, float]:
     """
     check_module("model", model)
     check_float_tensor("x", x)
-    _check_labels(x, y)
+    check_labels(x, y)
     was_training = model.training
     model.eval()
     try:
