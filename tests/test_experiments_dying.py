@@ -209,3 +209,16 @@ def test_sweep_rejects_bad_learning_rates(data):
         sweep_learning_rates(data, [40, 8, 10], [0.0], [0], lrs=[0.0], epochs=1)
     with pytest.raises(TypeError, match="lrs"):
         sweep_learning_rates(data, [40, 8, 10], [0.0], [0], lrs=0.1, epochs=1)
+
+
+def test_network_returns_the_trained_network(data):
+    runs = sweep_learning_rates(data, [40, 8, 10], [0.0, 0.1], [0, 1], lrs=[0.01, 0.1], epochs=1)
+    run = runs[0.1]
+    net = run.network(1, 0)  # Leaky ReLU 0.1, seed 0, learning rate 0.1
+    assert isinstance(net[1], torch.nn.LeakyReLU) and net[1].negative_slope == 0.1
+    accuracy = (net(data.x_test).argmax(1) == data.y_test).double().mean()
+    assert run.accuracy[-1, 1, 0].item() == pytest.approx(accuracy.item())
+    with pytest.raises(ValueError, match="seed"):
+        run.network(0, 2)
+    with pytest.raises(ValueError, match="stack"):
+        _fake_run(torch.zeros(3, 1, 2), torch.zeros(3, 1, 2, 1, 3, dtype=torch.bool)).network(0, 0)

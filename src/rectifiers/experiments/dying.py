@@ -82,6 +82,8 @@ class DyingRun:
         slopes: mean negative slope of each layer (the learned one for PReLU),
             :math:`(R, A, S, L)`.
         layer_stats: a :class:`LayerStats`, or ``None`` if not recorded.
+        stack: the trained networks, stacked (shared by the runs of one learning-rate sweep).
+        offset: the index in ``stack`` of this run's first network.
     """
 
     sizes: list[int]
@@ -95,6 +97,22 @@ class DyingRun:
     dead_units: torch.Tensor
     slopes: torch.Tensor
     layer_stats: LayerStats | None = None
+    stack: BatchedMLP | None = None
+    offset: int = 0
+
+    def network(self, activation: int, seed: int):
+        """The trained network of activation index ``activation`` and seed index ``seed``.
+
+        Returns:
+            A stand-alone ``nn.Sequential`` (a copy, see ``BatchedMLP.unstack``).
+        """
+        if self.stack is None:
+            raise ValueError("this run kept no networks (stack is None)")
+        a_count, s_count = len(self.activations), len(self.seeds)
+        for name, i, count in (("activation", activation, a_count), ("seed", seed, s_count)):
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < count:
+                raise ValueError(f"{name} must be an index in [0, {count - 1}], got {i!r}")
+        return self.stack.unstack(self.offset + activation * s_count + seed)
 
     @property
     def epochs(self) -> torch.Tensor:
@@ -418,6 +436,8 @@ def sweep_learning_rates(
             dead_units=columns["dead_units"][i],
             slopes=columns["slopes"][i],
             layer_stats=stats,
+            stack=nets,
+            offset=i * per_lr,
         )
     return runs
 
