@@ -35,6 +35,7 @@ from rectifiers._validation import (
 )
 from rectifiers.batched import BatchedMLP, batched_mlp, grid, train_batched
 from rectifiers.data import MNIST1D
+from rectifiers.experiments.criteria import plateau_change
 from rectifiers.init import kaiming_init_
 
 __all__ = ["DyingRun", "LayerStats", "layer_statistics", "sweep_learning_rates", "track_dying"]
@@ -149,10 +150,7 @@ class DyingRun:
         window = self._check_window(window, 2)
         if not check_real("tolerance", tolerance) > 0:
             raise ValueError(f"tolerance must be positive, got {tolerance!r}")
-        acc = self.accuracy.double()
-        last = acc[-window:].mean(dim=0)
-        before = acc[-2 * window : -window].mean(dim=0)
-        return (last - before).abs() < tolerance
+        return plateau_change(self.accuracy, window).abs() < tolerance
 
     def revived(self, start: int, stop: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
         r"""Units dead at record ``start``, and how many of them are alive at record ``stop``.
