@@ -31,6 +31,7 @@ from rectifiers.grading.engine import (
 REPO = Path(__file__).resolve().parents[1]
 SOLVED = REPO / "tests" / "fixtures" / "grading" / "solutions" / "00_examples.ipynb"
 SCRIPT = Path(sys.executable).with_name("grade-exercises")
+EXAMPLES_ONLY = ["--include-examples", "--notebooks", "00_examples"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,9 +184,11 @@ def test_cli_outputs(cli_run):
 
 
 def test_seed_reproduces_hidden_inputs(cli_run):
-    recorded = json.loads((cli_run["out"] / "results" / "alice" / "00_examples.json").read_text())[
-        "extra_data"
-    ]["seed"]
+    # The seed is the instructor's (records/); the student's results JSON does not carry it.
+    record = cli_run["out"] / "records" / "alice" / "00_examples.json"
+    recorded = json.loads(record.read_text())["seed"]
+    student_json = (cli_run["out"] / "results" / "alice" / "00_examples.json").read_text()
+    assert '"seed"' not in student_json
     assert recorded == _derive_seed(7, "alice", "00_examples")
     assert (
         _derive_seed(7, "bob", "00_examples") != recorded
@@ -205,7 +208,7 @@ def _result(student, rows):
     )
 
 
-def test_report_files_and_atomic_replacement(tmp_path):
+def test_report_files_and_what_they_keep(tmp_path):
     (tmp_path / "results" / "ghost").mkdir(parents=True)
     results = [
         _result("ann", [("a", 2, 2, "passed", "ok"), ("b", 0, 3, "manual", "answer: =SUM(A1)")]),
@@ -213,15 +216,16 @@ def test_report_files_and_atomic_replacement(tmp_path):
     ]
     report.write(str(tmp_path), results, {"k": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "canvas.csv",
+        "feedback",
         "grades.csv",
-        "logs",
+        "records",
         "results",
         "run.json",
         "summary.csv",
     ]
-    assert not (
-        tmp_path / "results" / "ghost"
-    ).exists()  # the old results folder was replaced whole
+    assert (tmp_path / "results" / "ghost").exists()  # a grade book never deletes what it holds
+    assert not list(tmp_path.glob(".tmp-*"))  # every file was renamed into place
     grades = (tmp_path / "grades.csv").read_text()
     assert "answer: =SUM(A1)" in grades  # not at the start of the field: left as is
     assert (tmp_path / "summary.csv").read_text().splitlines()[1:] == [
@@ -230,16 +234,20 @@ def test_report_files_and_atomic_replacement(tmp_path):
     ]
     gradescope = json.loads((tmp_path / "results" / "ann" / "01_x.json").read_text())
     assert gradescope["score"] == 2 and gradescope["execution_time"] == 1.25
-    assert gradescope["tests"][0] == {
+    assert gradescope["tests"][1] == {
         "name": "a",
         "score": 2,
         "max_score": 2,
-        "output": "ok",
+        "output": "",
         "status": "passed",
+        "visibility": "after_due_date",
     }
-    assert "status" not in gradescope["tests"][1]
-    assert "3 points are graded by hand" in gradescope["output"]
+    assert gradescope["tests"][2]["name"] == "b (written answer)"
+    assert "status" not in gradescope["tests"][2]
+    assert "3 points are marked by hand later" in gradescope["output"]
     assert oct(stat.S_IMODE((tmp_path / "grades.csv").stat().st_mode)) == "0o644"
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run == {"k": 1, "warnings": []}
 
 
 def test_csv_cells_and_folder_names():
@@ -414,6 +422,7 @@ def test_unprivileged_grader_protects_the_graders_own_files():
         own.write_text("the grader's own file\n")
         shutil.copy(SOLVED, subs / "alice" / "00_examples.ipynb")
         cells = json.loads(SOLVED.read_text())
+        targets = [str(own), str(subs / "alice" / "00_examples.ipynb"), str(out / "grades.csv")]
         cells["cells"].append(
             {
                 "cell_type": "code",
@@ -421,20 +430,23 @@ def test_unprivileged_grader_protects_the_graders_own_files():
                 "outputs": [],
                 "execution_count": None,
                 "source": (
-                    "import os\nfor target in [%r, %r, %r]:\n"
-                    "    try:\n        open(target, 'a').write('PWNED')\n        print('WROTE', target)\n"
-                    "    except OSError as error:\n        print('BLOCKED', target, type(error).__name__)\n"
-                )
-                % (str(own), str(subs / "alice" / "00_examples.ipynb"), str(out / "grades.csv")),
+                    f"import os\nfor target in {targets!r}:\n"
+                    "    try:\n"
+                    "        open(target, 'a').write('PWNED')\n"
+                    "        print('WROTE', target)\n"
+                    "    except OSError as error:\n"
+                    "        print('BLOCKED', target, type(error).__name__)\n"
+                ),
             }
         )
         (subs / "mallory" / "00_examples.ipynb").write_text(json.dumps(cells))
         for path in [base, *base.rglob("*")]:
             os.chown(path, 60999, 60999)
         paths = [p for p in sys.path if p and os.path.isabs(p)]
+        args = [str(subs), "--out", str(out), *EXAMPLES_ONLY, "--timeout", "60"]
         code = (
             f"import sys; sys.path[:0] = {paths!r}; from rectifiers.grading.cli import main; "
-            f"sys.exit(main([{str(subs)!r}, '--out', {str(out)!r}, '--include-examples', '--notebooks', '00_examples', '--timeout', '60']))"
+            f"sys.exit(main({args!r}))"
         )
         env = {"PATH": "/usr/bin:/bin", "HOME": str(base), "LANG": "C.UTF-8"}
         run = subprocess.run(
@@ -453,12 +465,13 @@ def test_unprivileged_grader_protects_the_graders_own_files():
         assert sandbox["mode"] == "user+namespaces"
         assert own.read_text() == "the grader's own file\n"
         assert "PWNED" not in (subs / "alice" / "00_examples.ipynb").read_text()
-        rows = {(r.student, r.exercise): r for r in report.rows_from_csv(str(out / "grades.csv"))}
+        with open(out / "grades.csv", newline="") as handle:
+            rows = {(r["student"], r["exercise"]): r for r in csv.DictReader(handle)}
         assert all(
-            rows[("alice", i)].status == "passed" for i in ("ex.leaky_relu", "ex.prelu_module")
+            rows[("alice", i)]["status"] == "passed" for i in ("ex.leaky_relu", "ex.prelu_module")
         )
         assert all(
-            rows[("mallory", i)].status == "passed" for i in ("ex.leaky_relu", "ex.prelu_module")
+            rows[("mallory", i)]["status"] == "passed" for i in ("ex.leaky_relu", "ex.prelu_module")
         )
         log = (out / "logs" / "mallory" / "00_examples.log").read_text()
         assert log.count("BLOCKED") == 3 and "WROTE" not in log

@@ -1,18 +1,16 @@
-"""The grader's output folder, written only by the trusted parent, each file atomically.
-
-``OUT_DIR/``
+"""The instructor's tables: ``grades.csv`` and ``summary.csv``, and the atomic file write.
 
 - ``grades.csv``: one row per student x notebook x exercise, columns ``student, notebook,
-  exercise, points, max_points, status, detail``;
+  exercise, points, max_points, status, detail``. ``detail`` is the instructor's text: it names
+  the hidden case that failed, with its inputs and the expected value.
 - ``summary.csv``: one row per student: ``student, points, max_points, manual_max_points,
-  notebooks_missing`` (``points`` counts auto-graded points; ``manual_max_points`` is the part of
-  ``max_points`` waiting for the instructor's marks);
-- ``results/<student>/<notebook>.json``: the submission in Gradescope's autograder format;
-- ``logs/<student>/<notebook>.log``: what the submission printed (first and last 32 KiB);
-- ``run.json``: settings, sandbox mode, timings.
+  notebooks_missing`` (``points`` counts auto-graded points and hand marks;
+  ``manual_max_points`` is the part of ``max_points`` still waiting for a hand mark).
 
-Each file is written to a temporary name in the same folder and renamed into place, so a reader
-never sees half a file; ``results/`` and ``logs/`` are replaced as whole folders.
+The ``student`` column is ``names.display_name`` of the folder: exact and one-to-one, so two
+folders never share a row. Every field that a spreadsheet would run as a formula gets a leading
+``'``. ``write_atomic`` writes a file under a temporary name in the same folder, flushes it to
+disk and renames it into place, so a reader, or a run killed half-way, never leaves half a file.
 """
 
 from __future__ import annotations
@@ -20,29 +18,44 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .engine import Row, SubmissionResult
+from .names import display_name
 
 COLUMNS = ("student", "notebook", "exercise", "points", "max_points", "status", "detail")
 SUMMARY_COLUMNS = ("student", "points", "max_points", "manual_max_points", "notebooks_missing")
+#: Row statuses still waiting for the instructor: a written answer without a hand mark.
+WAITING = ("manual",)
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-def _number(value: float) -> str:
-    return f"{value:g}"
+def number(value: float) -> str:
+    """A point value as the CSV files write it (``2``, ``1.33``)."""
+    return f"{round(value, 2):g}"
 
 
-def _cell(text: str) -> str:
+def cell(text: str) -> str:
     """A CSV field that a spreadsheet will not run as a formula, on one line."""
     text = " ".join(str(text).split())
+    return guard(text)
+
+
+def guard(text: str) -> str:
+    """``text`` with a leading ``'`` when a spreadsheet would otherwise read it as a formula."""
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+_cell = cell  # the name the tests and older callers use
+
+
+def student_cell(student: str) -> str:
+    """The ``student`` field: the exact display name, guarded against formulas."""
+    return guard(display_name(student))
 
 
 def safe_name(name: str) -> str:
@@ -53,15 +66,21 @@ def safe_name(name: str) -> str:
     return f"{cleaned}-{hashlib.sha256(name.encode(errors='surrogateescape')).hexdigest()[:10]}"
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-    directory = os.path.dirname(path)
+def write_atomic(path: str, data: bytes, mode: int = 0o644, sync: bool = True) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is always either the old or the new file.
+
+    The rename makes it whole against a crash of this process; ``sync`` also flushes the data
+    to disk first, so that it survives a crash of the machine.
+    """
+    directory = os.path.dirname(path) or "."
     fd, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
+            if sync:
+                os.fsync(handle.fileno())
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -69,7 +88,11 @@ def _write_atomic(path: str, data: bytes) -> None:
         raise
 
 
-def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
+_write_atomic = write_atomic
+
+
+def to_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
+    """CSV bytes (UTF-8, ``\\n`` line ends) with a header row."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -77,26 +100,29 @@ def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
+def _all_rows(results: Sequence[SubmissionResult]) -> Iterable[Row]:
+    return (row for result in results for row in result.rows)
+
+
 def grades_csv(results: Sequence[SubmissionResult]) -> bytes:
     """The ``grades.csv`` bytes."""
     rows = [
         (
-            _cell(r.student),
+            student_cell(r.student),
             r.notebook,
             r.exercise,
-            _number(r.points),
-            _number(r.max_points),
+            number(r.points),
+            number(r.max_points),
             r.status,
-            _cell(r.detail),
+            cell(r.detail),
         )
-        for result in results
-        for r in result.rows
+        for r in _all_rows(results)
     ]
-    return _csv(COLUMNS, rows)
+    return to_csv(COLUMNS, rows)
 
 
 def summary_csv(results: Sequence[SubmissionResult]) -> bytes:
-    """The ``summary.csv`` bytes."""
+    """The ``summary.csv`` bytes: one row per student, sorted by the shown name."""
     totals: dict[str, dict[str, Any]] = {}
     for result in results:
         total = totals.setdefault(
@@ -105,103 +131,50 @@ def summary_csv(results: Sequence[SubmissionResult]) -> bytes:
         for row in result.rows:
             total["points"] += row.points
             total["max"] += row.max_points
-            if row.status == "manual":
+            if row.status in WAITING:
                 total["manual"] += row.max_points
         if result.rows and all(row.status == "missing" for row in result.rows):
             total["missing"].append(result.notebook)
     rows = [
         (
-            _cell(s),
-            _number(t["points"]),
-            _number(t["max"]),
-            _number(t["manual"]),
+            student_cell(student),
+            number(t["points"]),
+            number(t["max"]),
+            number(t["manual"]),
             " ".join(t["missing"]),
         )
-        for s, t in sorted(totals.items())
+        for student, t in sorted(totals.items(), key=lambda pair: display_name(pair[0]))
     ]
-    return _csv(SUMMARY_COLUMNS, rows)
-
-
-def gradescope(result: SubmissionResult) -> dict:
-    """One submission in Gradescope's ``results.json`` format (manual items carry no status)."""
-    tests = []
-    for row in result.rows:
-        test = {
-            "name": row.exercise,
-            "score": row.points,
-            "max_score": row.max_points,
-            "output": row.detail,
-        }
-        if row.status != "manual":
-            test["status"] = "passed" if row.status == "passed" else "failed"
-        tests.append(test)
-    auto_max = sum(r.max_points for r in result.rows if r.status != "manual")
-    manual_max = sum(r.max_points for r in result.rows if r.status == "manual")
-    return {
-        "score": sum(r.points for r in result.rows),
-        "execution_time": round(result.seconds, 2),
-        "output": (
-            f"{result.notebook}: {_number(sum(r.points for r in result.rows))} of {_number(auto_max)} "
-            f"auto-graded points"
-            + (f"; {_number(manual_max)} points are graded by hand." if manual_max else ".")
-        ),
-        "tests": tests,
-        "extra_data": {
-            "student": result.student,
-            "notebook": result.notebook,
-            "statuses": {row.exercise: row.status for row in result.rows},
-            "seed": result.seed,
-            "runs": result.runs,
-        },
-    }
+    return to_csv(SUMMARY_COLUMNS, rows)
 
 
 def write(out_dir: str, results: Sequence[SubmissionResult], run: dict) -> None:
-    """Write every output file into ``out_dir`` (created if needed)."""
-    os.makedirs(out_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=out_dir, prefix=".staging-")
-    try:
-        os.chmod(staging, 0o755)
-        for sub in ("results", "logs"):
-            os.mkdir(os.path.join(staging, sub), 0o755)
-        for result in results:
-            folder = safe_name(result.student)
-            for sub in ("results", "logs"):
-                os.makedirs(os.path.join(staging, sub, folder), mode=0o755, exist_ok=True)
-            with open(
-                os.path.join(staging, "results", folder, f"{result.notebook}.json"), "w"
-            ) as handle:
-                json.dump(gradescope(result), handle, indent=1)
-            if result.output:
-                with open(
-                    os.path.join(staging, "logs", folder, f"{result.notebook}.log"), "wb"
-                ) as handle:
-                    handle.write(result.output)
-        for sub in ("results", "logs"):
-            target = os.path.join(out_dir, sub)
-            old = None
-            if os.path.lexists(target):
-                old = tempfile.mkdtemp(dir=out_dir, prefix=".old-")
-                os.replace(target, os.path.join(old, sub))
-            os.replace(os.path.join(staging, sub), target)
-            if old:
-                shutil.rmtree(old)
-        _write_atomic(os.path.join(out_dir, "grades.csv"), grades_csv(results))
-        _write_atomic(os.path.join(out_dir, "summary.csv"), summary_csv(results))
-        _write_atomic(
-            os.path.join(out_dir, "run.json"), json.dumps(run, indent=1, sort_keys=True).encode()
-        )
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    """Record ``results`` in the grade book at ``out_dir`` and write every output file.
+
+    Results for other students or notebooks already in ``out_dir`` are kept (see
+    ``rectifiers.grading.gradebook``).
+    """
+    from .gradebook import Gradebook
+
+    book = Gradebook(out_dir)
+    for result in results:
+        book.record(result)
+    book.publish(run=run)
 
 
 def rows_from_csv(path: str) -> list[Row]:
-    """Read ``grades.csv`` back (for tests and for merging manual marks)."""
+    """Read ``grades.csv`` back as ``Row`` objects (``detail`` only; no student feedback)."""
+    from .names import folder_name
+
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         return [
             Row(
-                r["student"],
+                folder_name(
+                    r["student"][1:]
+                    if r["student"][:2] in ("'=", "'+", "'-", "'@")
+                    else r["student"]
+                ),
                 r["notebook"],
                 r["exercise"],
                 float(r["points"]),
