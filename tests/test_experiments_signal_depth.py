@@ -140,7 +140,7 @@ def _direct_default_stack(slope, depth, width, batch, bias, generator):
         y, dy = torch.func.jvp(upto(k), (x,), (dx,))
         moments.append(y.square().mean())
         sensitivity.append(dy.square().mean() / dx.square().mean())
-        spread.append(y.var(dim=0).mean() / y.square().mean())
+        spread.append(y.var(dim=0, correction=0).mean() / y.square().mean())
     return torch.stack(moments), torch.stack(sensitivity), torch.stack(spread)
 
 

@@ -247,7 +247,8 @@ class DefaultInitSignal:
             (float64): how strongly the layer's pre-activations move when the input moves by a
             small random :math:`\delta x`.
         input_spread: the share of the second moment that varies between inputs,
-            :math:`\frac{1}{n}\sum_j \operatorname{Var}_x[y_{l,j}] / \mathbb{E}[y_l^2]`,
+            :math:`\frac{1}{n}\sum_j \operatorname{Var}_x[y_{l,j}] / \mathbb{E}[y_l^2] \in [0, 1]`
+            (the variance over the batch, without Bessel's correction),
             measured on the float32 forward pass.
         theory: the sensitivity's predicted factor per layer, :math:`(1 + a^2)/6`, per slope.
 
@@ -342,7 +343,7 @@ def default_init_signal(
         dy = torch.matmul(dx, w.transpose(-1, -2))
         q = y.square().mean(dim=(3, 4))
         moments.append(log_scale + q.double().log())
-        spread.append((y.var(dim=3).mean(dim=3) / q).double())
+        spread.append((y.var(dim=3, correction=0).mean(dim=3) / q).double())
         q_d = dy.square().mean(dim=(3, 4))
         log_sens += q_d.double().log()
         sensitivity.append(log_sens.clone())
