@@ -103,13 +103,8 @@ def check_schema(results: dict) -> None:
 
 
 def instructor_details(stdout: str) -> list[str]:
-    """The hidden-case texts the instructor's stdout names (``hidden case N: <inputs>: ...``)."""
-    found = []
-    for line in stdout.splitlines():
-        if ",hidden case " in line:
-            text = line.split(",hidden case ", 1)[1]
-            found.append(text.split(": ", 2)[1] if text.count(": ") >= 2 else text)
-    return found
+    """The hidden-case calls the instructor's stdout names (``hidden case N: f(inputs): ...``)."""
+    return re.findall(r"hidden case \d+: (\w+\(.*?\)): ", stdout)
 
 
 def test_the_zip_has_gradescopes_layout(bundle):
@@ -235,7 +230,7 @@ def test_hostile_submission_earns_nothing_and_sees_nothing(bundle, tmp_path):
     text = json.dumps(results)
     assert "ECHO" not in text
     details = instructor_details(run["stdout"])
-    assert len(details) >= 6  # the six hidden cases of 01.born_dead_probability
+    assert "born_dead_probability(" in " ".join(details)
     for detail in details:
         assert detail not in text
 
