@@ -359,3 +359,14 @@ def test_unstack_round_trips_every_layer_kind():
 def test_docstring_examples():
     result = doctest.testmod(stacked_module, extraglobs={"torch": torch, "nn": nn})
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_fixed_slopes_stay_exact_after_converting_the_stack_to_float64():
+    # The slopes are rounded to the tensor's dtype from the Python floats, as F.leaky_relu
+    # does, not taken from a float32 buffer converted by .double().
+    slopes = [0.01, 0.1, 1 / 3, "rrelu"]
+    batched = batched_mlp([3, 6, 2], slopes, [0, 1, 2, 3]).double().eval()
+    z = torch.randn(4, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    out = batched._activate(0, z)
+    for m, slope in enumerate(slopes[:3] + [11 / 48]):
+        assert torch.equal(out[m], F.leaky_relu(z[m], slope)), m

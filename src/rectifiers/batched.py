@@ -326,9 +326,14 @@ def train_batched(
     for epoch in range(epochs):
         perms = {seed: next(stream) for seed, stream in orders.items()}
         order = torch.stack([perms[seed] for seed in seeds])  # (M, n)
+        # The whole epoch's examples in each model's order, gathered at once: one indexing
+        # operation per epoch instead of one per step; each batch is then a view.
+        x_epoch, y_epoch = x[order], y[order]  # (M, n, d_0), (M, n)
         epoch_loss = torch.zeros(num_models, dtype=dtype)
-        for batch in order.split(batch_size, dim=1):  # (M, B) example indices
-            batch_losses = losses(model(x[batch]), y[batch])
+        for xb, yb in zip(
+            x_epoch.split(batch_size, dim=1), y_epoch.split(batch_size, dim=1), strict=True
+        ):
+            batch_losses = losses(model._forward(xb)[0], yb)
             opt.zero_grad()
             batch_losses.sum().backward()
             opt.step()

@@ -183,6 +183,7 @@ class BatchedMLP(nn.Module):
         self.norm_weights = nn.ParameterDict()
         self.norm_biases = nn.ParameterDict()
         self._runs: list[list[tuple[int, int, float | str]]] = []
+        self._slope_cache: dict[tuple, torch.Tensor] = {}
         for k in range(len(sizes) - 2):
             layers = [layouts[k] for layouts, _ in parsed]
             self._stack_slopes(k, layers, sizes[k + 1], dtype)
@@ -295,6 +296,18 @@ class BatchedMLP(nn.Module):
         )
         return out.view(n, models, width).transpose(0, 1)
 
+    def _run_slopes(self, k, runs, dtype) -> torch.Tensor:
+        """Each model's fixed slope as an (M, 1, 1) tensor, converted from the Python floats.
+
+        Not from the ``fixed_slope`` buffer: after ``.double()`` that holds float32 roundings
+        of the slopes, while ``F.leaky_relu`` rounds each slope to the tensor's own dtype.
+        """
+        key = (k, dtype, self.training)
+        if key not in self._slope_cache:
+            values = [slope for start, stop, slope in runs for _ in range(stop - start)]
+            self._slope_cache[key] = torch.tensor(values, dtype=dtype).view(-1, 1, 1)
+        return self._slope_cache[key]
+
     def _activate(self, k: int, z: torch.Tensor) -> torch.Tensor:
         """Hidden layer ``k``'s activation of (normalised) pre-activations ``z`` (M, N, d)."""
         runs = self._runs[k]
@@ -302,7 +315,7 @@ class BatchedMLP(nn.Module):
             # In evaluation mode RReLU is Leaky ReLU with the mean slope, as F.rrelu computes it.
             runs = [(a, b, RRELU_SLOPE if kind == "rrelu" else kind) for a, b, kind in runs]
         if all(isinstance(kind, float) for _, _, kind in runs):
-            return LeakyRuns.apply(z, runs)
+            return LeakyRuns.apply(z, self._run_slopes(k, runs, z.dtype), runs)
         pieces = []
         # split (not slicing) so that backward concatenates the pieces' gradients instead of
         # scattering each into a zero tensor of the full size.
@@ -350,6 +363,10 @@ class BatchedMLP(nn.Module):
                 f"x must have shape (N, {self.sizes[0]}) or "
                 f"({self.num_models}, N, {self.sizes[0]}), got {tuple(x.shape)}"
             )
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``forward_with_preactivations`` of checked inputs of shape (M, N, d_0)."""
         pre = []
         h = x
         for k in range(self.num_hidden):
