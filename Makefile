@@ -22,18 +22,20 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # bootstrapped with the venv's pip) installs it several times faster than pip (`make bench`,
 # "setup"); `make INSTALLER=pip` uses pip alone.
 INSTALLER ?= uv
-# The lock's torch for Linux x86-64 (+cpu) is on PyTorch's CPU index, not on PyPI. The index is
-# probed once (5 s at most) because an unreachable extra index costs pip 7.5 s of retries per
-# package (~20 min for the lock) and makes uv fail; unreachable, torch must come from a local wheel.
+# The lock's torch for Linux x86-64 (+cpu) is on PyTorch's CPU index, not on PyPI: the index is
+# added there only (macOS and Windows take PyPI's wheel). It is probed first (5 s at most): an
+# unreachable extra index costs pip 7.5 s of retries per package (~20 min for the lock) and makes
+# uv fail. Unreachable, torch must come from a local wheel (--find-links) or uv's cache.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 # uv reads neither pip's configuration nor $$PIP_FIND_LINKS: pip's find-links are passed on, so a
 # local torch wheel that pip would take (as on this project's CI machines) is taken by uv too.
 FIND_LINKS = $(sort $(PIP_FIND_LINKS) $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@if $(BIN)/python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)' \
+	@index=''; if [ "$$(uname -sm)" != 'Linux x86_64' ]; then :; \
+	elif $(BIN)/python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)' \
 	    '$(TORCH_INDEX)/torch/' 2>/dev/null; then index='--extra-index-url $(TORCH_INDEX)'; \
-	else index=''; echo "make: $(TORCH_INDEX) is unreachable: torch only from PyPI or --find-links"; fi; \
+	else echo "make: $(TORCH_INDEX) is unreachable: torch only from --find-links or uv's cache"; fi; \
 	links='$(foreach link,$(FIND_LINKS),--find-links $(link))'; \
 	if [ '$(INSTALLER)' = uv ]; then \
 	  set -x; $(BIN)/python -m pip install --quiet "$$(grep '^uv==' requirements.lock)"; \
