@@ -16,7 +16,7 @@ export OMP_NUM_THREADS ?= 2
 export OMP_WAIT_POLICY ?= PASSIVE
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test unit notebooks notebook pairs grader-tests book-strict browser chromium bench exercises clean
+.PHONY: book test unit notebooks notebook pairs grader-tests book-strict browser chromium bubblewrap bench exercises clean
 
 # Set-up (README, "Set-up"): the lock, then the package in editable mode. uv (pinned in the lock,
 # bootstrapped with the venv's pip) installs it several times faster than pip (`make bench`,
@@ -61,7 +61,7 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory browser || status=1; \
 	exit $$status
 
-unit: $(STAMP)
+unit: $(STAMP) bubblewrap
 	$(BIN)/python -m pytest tests -m "not browser" -p no:cacheprovider --durations=10 --cov=rectifiers --cov-report=term --cov-fail-under=95
 
 # Needs the built book (book-strict runs first in `make test`).
@@ -79,6 +79,16 @@ chromium:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq --no-install-recommends chromium; \
 	else echo "make: no /usr/bin/chromium and not root with apt-get: not installing it"; fi
+
+# The grader confines submissions with Debian's bubblewrap (and refuses to grade without it unless
+# told to accept weaker isolation); the grader tests need it. Installed like chromium above.
+bubblewrap:
+	@if command -v bwrap >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian's bubblewrap for the grader tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends bubblewrap; \
+	else echo "make: no bwrap and not root with apt-get: not installing it"; fi
 
 # nbval re-executes every .ipynb and compares with its committed outputs; the pair check first
 # proves each .ipynb is what its MyST source (.md) says.
@@ -108,7 +118,7 @@ pairs: $(STAMP)
 STRICT_CONFIG := _build/_config.strict.yml
 book-strict: $(STAMP)
 	@mkdir -p _build
-	sed -e 's/^\(  execute_notebooks:\).*/\1 "off"/' -e 's#offline_mathjax: _ext/#offline_mathjax: $(CURDIR)/_ext/#' _config.yml > $(STRICT_CONFIG)
+	sed -e 's/^\(  execute_notebooks:\).*/\1 "off"/' -e 's#^\(    [a-z_]*\): _ext/$$#\1: $(CURDIR)/_ext/#' _config.yml > $(STRICT_CONFIG)
 	@grep -q 'execute_notebooks: "off"' $(STRICT_CONFIG)
 	$(BIN)/jupyter-book build . --path-output . --config $(STRICT_CONFIG) --all -W -n --keep-going
 

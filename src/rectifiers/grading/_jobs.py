@@ -17,15 +17,17 @@ import selectors
 import shutil
 import signal
 import socket
-import stat
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from . import wire
+from ._isolation import IsolationError as IsolationError
+from ._isolation import _bwrap_works, _remove_tree, _zygote_paths, bwrap_command
 from ._runner import RUNNER_FAILED
+from ._text import clean_line as _clean
 from ._zygote import Zygote
 
 #: Modules the zygote imports once, so that no job pays for them (missing ones are skipped).
@@ -130,30 +132,34 @@ def _describe_exit(code: int | None) -> str:
     return f"was killed by {name}" + (f" ({meaning})" if meaning else "")
 
 
-def _clean(text: str, limit: int = 300) -> str:
-    """One line of untrusted text, printable and bounded."""
-    text = "".join(ch if ch.isprintable() else " " for ch in str(text))
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 class Child:
     """The grader's end of one sandboxed child: its socket, its output pipe and its status pipe."""
 
     def __init__(self, pool: JobPool, slot: int, workdir: str, cells: list[list]):
         self._pool = pool
         self._slot = slot
+        # Frames go out before the fork: one too large for the wire is this submission's error.
+        first = wire.dumps({"cells": cells})
+        self.cgroup, cgroup_fd = pool.new_cgroup()
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_r, out_w = os.pipe()
         status_r, status_w = os.pipe()
+        notebook_fd = os.open(
+            pool.notebook_copy(workdir), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+        )
         try:
             self.pid = pool.zygote.fork(
-                pool.job_spec(slot, workdir), child_sock.fileno(), out_w, status_w
+                pool.job_spec(slot, workdir),
+                child_sock.fileno(),
+                out_w,
+                status_w,
+                notebook_fd,
+                cgroup_fd,
             )
         finally:
             child_sock.close()
-            os.close(out_w)
-            os.close(status_w)
+            for fd in (out_w, status_w, notebook_fd) + ((cgroup_fd,) if cgroup_fd else ()):
+                os.close(fd)
         self._sock = parent_sock
         self._sock.setblocking(False)
         self._out, self._status_fd = out_r, status_r
@@ -163,16 +169,19 @@ class Child:
         self._selector.register(self._sock, selectors.EVENT_READ)
         self._selector.register(out_r, selectors.EVENT_READ)
         self._selector.register(status_r, selectors.EVENT_READ)
-        self._reader = wire.FrameReader()
+        self._reader = wire.FrameReader(max_bytes=MAX_REPLY_BYTES)
+        self._large = False  # holds one of the run's LARGE_FRAME_SLOTS
         self._outgoing = bytearray()
         self._messages: list[Any] = []
         self._status_bytes = bytearray()
         self._sock_open = self._status_open = True
         self.output = pool.output_for(slot)
         self.exit_code: int | None = None
+        self.oom_kills = 0
         self.setup_error: str | None = None
         self.closed = False
-        self.send({"cells": cells})
+        self._outgoing += first
+        self._flush()
 
     # -- I/O ---------------------------------------------------------------------------------
 
@@ -211,10 +220,7 @@ class Child:
                         self._sock_open = False
                         self._selector.unregister(self._sock)
                         continue
-                    try:
-                        self._messages.extend(self._reader.feed(data))
-                    except wire.WireError as error:
-                        raise _Protocol(str(error)) from None
+                    self._take(data)
             elif key.fileobj == self._out:
                 data = os.read(self._out, 1 << 16)
                 if data:
@@ -229,6 +235,23 @@ class Child:
                     self._status_open = False
                     self._selector.unregister(self._status_fd)
                     self._parse_status()
+
+    def _take(self, data: bytes) -> None:
+        """Feed received bytes to the frame reader, within the run's budget for large frames."""
+        try:
+            self._messages.extend(self._reader.feed(data))
+        except wire.WireError as error:
+            raise _Protocol(str(error)) from None
+        finally:
+            if self._large and self._reader.pending == 0:
+                self._large = False
+                self._pool.large_frames.release()
+        if not self._large and self._reader.announced > LARGE_FRAME_BYTES:
+            # Wait for a slot before receiving the rest: at most LARGE_FRAME_SLOTS frames over
+            # LARGE_FRAME_BYTES are buffered at a time, whatever --jobs is.
+            if not self._pool.large_frames.acquire(timeout=self._pool.timeout):
+                raise _Protocol("no room to receive a large frame")
+            self._large = True
 
     def _parse_status(self) -> None:
         try:
@@ -277,6 +300,12 @@ class Child:
             os.killpg(self.pid, signal.SIGKILL)
         self._pool.sweep(self._slot)
         self._pool.zygote.release(self.pid)
+        if self._large:
+            self._large = False
+            self._pool.large_frames.release()
+        if self.cgroup is not None:
+            self.oom_kills = self._pool.cgroups.oom_kills(self.cgroup)
+            self._pool.cgroups.remove(self.cgroup)
         end = time.monotonic() + 2.0
         while self._status_open and time.monotonic() < end:
             with contextlib.suppress(_Protocol):
@@ -285,14 +314,6 @@ class Child:
         self._sock.close()
         os.close(self._out)
         os.close(self._status_fd)
-
-
-def _python_paths() -> list[str]:
-    """Folders the submission's interpreter reads from: installation prefixes and ``sys.path``."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    paths.add(os.path.dirname(os.path.realpath(sys.executable)))
-    paths.update(p for p in sys.path if p and os.path.isabs(p) and os.path.isdir(p))
-    return sorted(os.path.realpath(p) for p in paths)
 
 
 def _search_path() -> str:
@@ -311,39 +332,56 @@ def _course_modules() -> list[str]:
     ]
 
 
-def _remove_tree(path: str) -> None:
-    """Remove a scratch tree even if the submission removed permissions inside it."""
-
-    def fix(function: Callable, target: str, _exc: object) -> None:
-        try:
-            os.chmod(os.path.dirname(target), stat.S_IRWXU)
-            os.chmod(target, stat.S_IRWXU)
-        except OSError:
-            pass
-        with contextlib.suppress(OSError):
-            function(target)
-
-    if os.path.lexists(path):
-        shutil.rmtree(path, onerror=fix)
+#: Frames from a child above this size need one of the run's ``LARGE_FRAME_SLOTS``.
+LARGE_FRAME_BYTES = 1 << 20
+LARGE_FRAME_SLOTS = 2
+#: The largest frame the grader accepts from a child (answers are small; the encoder's
+#: tensor limit still applies inside it).
+MAX_REPLY_BYTES = 8 * 2**20
 
 
 class JobPool:
     """The sandboxes one grader runs submissions in: scratch folder, zygote, uids, job specs.
 
+    At start it detects what the machine allows and records it in ``sandbox``:
+
+    - isolation: bubblewrap (``bwrap_command``) around the zygote, plus Linux namespaces per
+      job, as root (a dedicated uid per slot) or not (user namespaces). Without both it refuses
+      to start (``IsolationError``) unless ``weaker_isolation`` accepts what is lost;
+    - memory: a memory cgroup per job (``rectifiers.grading._cgroup``) capping the notebook's
+      whole process tree, else a process-count limit with the cap shared out between them;
+    - disk: each job's folder (and ``/tmp``) is a tmpfs of ``disk_mb`` in its own namespace.
+
     Args:
         jobs: slots (notebooks run at the same time); each has its own uid as root.
-        memory_mb: address-space limit of each submission's process, in MiB.
+        memory_mb: memory cap of each notebook (all its processes together), in MiB.
         timeout: wall-clock seconds per notebook (the CPU-time limit is derived from it).
         namespaces: use Linux namespaces when available.
+        disk_mb: what each notebook may write in total, in MiB.
+        weaker_isolation: grade even where no sandbox as strong as bubblewrap's is available.
     """
 
-    def __init__(self, *, jobs: int, memory_mb: int, timeout: float, namespaces: bool):
+    def __init__(
+        self,
+        *,
+        jobs: int,
+        memory_mb: int,
+        timeout: float,
+        namespaces: bool,
+        disk_mb: int = 256,
+        weaker_isolation: bool = False,
+    ):
         self.jobs, self.memory_mb, self.timeout = jobs, memory_mb, timeout
+        self.disk_mb = disk_mb
         self.want_namespaces = namespaces
+        self.weaker_isolation = weaker_isolation
         self.zygote: Zygote | None = None
         self.scratch: str | None = None
         self.hidden: list[str] = []
+        self.cgroups = None
         self._outputs: dict[int, _CappedOutput] = {}
+        self._notebooks: dict[str, str] = {}
+        self.large_frames = threading.BoundedSemaphore(LARGE_FRAME_SLOTS)
         self.sandbox: dict[str, Any] = {}
 
     def _pick_uids(self) -> list[int]:
@@ -363,55 +401,119 @@ class JobPool:
         return uids
 
     def start(self) -> None:
-        """Create the scratch folder and start the zygote (imports torch once)."""
+        """Detect the isolation available, create the scratch folder and start the zygote."""
         if self.zygote is not None:
             return
+        from ._cgroup import MemoryCgroups
+
         self.is_root = os.geteuid() == 0
         self._uids = self._pick_uids() if self.is_root else []
         self.scratch = tempfile.mkdtemp(prefix="grade-exercises-")
         os.chmod(self.scratch, 0o711)  # the sandbox uids may pass through, not list
         trial_dir = os.path.join(self.scratch, "trial")
         os.mkdir(trial_dir, 0o700)
-        env = {**BASE_ENV, "PATH": _search_path(), "HOME": os.environ.get("HOME", self.scratch)}
-        if "MPLCONFIGDIR" in os.environ:
-            env["MPLCONFIGDIR"] = os.environ["MPLCONFIGDIR"]
+        wrapper, bwrap_note = [], "namespaces disabled"
+        program = shutil.which("bwrap")
+        if self.want_namespaces:
+            if program is None:
+                bwrap_note = "bubblewrap (bwrap) is not installed"
+            else:
+                wrapper = bwrap_command(
+                    self.is_root, self.scratch, trial_dir, _zygote_paths(), program
+                )
+                bwrap_note = _bwrap_works(wrapper[:-1])
+                if bwrap_note is not None:
+                    wrapper = []
+        env = {
+            **BASE_ENV,
+            "PATH": _search_path(),
+            "HOME": self.scratch,
+            "MPLCONFIGDIR": os.path.join(self.scratch, ".matplotlib"),
+        }
         self.zygote = Zygote(
             PRELOAD + _course_modules(),
             env,
             namespaces=self.want_namespaces,
             userns=not self.is_root,
             trial_dir=trial_dir,
+            wrapper=wrapper,
         )
         hello = self.zygote.hello
         self.namespaces = bool(hello["namespaces"])
+        strong = self.namespaces and bool(wrapper)
+        who = "root" if self.is_root else "user"
+        isolation = f"{who}+bwrap" if strong else who + ("+namespaces" if self.namespaces else "")
+        self.cgroups = MemoryCgroups(self.memory_mb * 2**20) if self.is_root else None
+        memory = self._memory_mode(getattr(self.cgroups, "reason", "not root"))
         self.sandbox = {
-            "mode": ("root" if self.is_root else "user")
-            + ("+namespaces" if self.namespaces else ""),
+            "mode": isolation,
+            "isolation": "strong" if strong else "weaker (accepted with weaker_isolation)",
             "uid_drop": self.is_root,
             "namespaces": self.namespaces,
             "namespace_note": hello["namespace_reason"],
+            "bubblewrap": "in use" if wrapper else bwrap_note,
+            "memory": memory,
+            "disk": (
+                f"tmpfs of {self.disk_mb} MiB per notebook"
+                if self.namespaces
+                else f"checked total of {self.disk_mb} MiB per notebook"
+            ),
             "zygote_seconds": round(self.zygote.start_seconds, 2),
             "zygote_threads": hello["threads"],
             "preload_failed": hello["failed"],
-            "warnings": self._warnings(hello),
+            "warnings": self._warnings(hello, strong),
+        }
+        if not strong and not self.weaker_isolation:
+            reason = bwrap_note if not wrapper else hello["namespace_reason"]
+            self.close()
+            raise IsolationError(
+                f"no sandbox as strong as required on this machine ({reason}). Install "
+                "bubblewrap (Debian: apt-get install bubblewrap) and allow unprivileged user "
+                "namespaces, or accept weaker isolation explicitly (weaker_isolation=True, "
+                f"--weaker-isolation), which gives up: {self._given_up()}"
+            )
+
+    def _memory_mode(self, reason: str) -> dict:
+        if self.cgroups is not None and self.cgroups.mode is not None:
+            return {
+                "mode": self.cgroups.mode,
+                "cap_mb": self.memory_mb,
+                "note": "one memory cgroup per notebook: all its processes together",
+            }
+        self.cgroups = None
+        # 2 GiB of address space each: a forked copy of the zygote (torch imported) maps ~1 GiB.
+        processes = max(1, min(4, self.memory_mb // 2048))
+        return {
+            "mode": "process-limit",
+            "cap_mb": self.memory_mb,
+            "processes": processes,
+            "per_process_mb": self.memory_mb // processes,
+            "note": f"no writable memory cgroup ({reason}): at most {processes} processes "
+            f"and threads, each with {self.memory_mb // processes} MiB of address space",
         }
 
-    def _warnings(self, hello: dict) -> list[str]:
+    def _given_up(self) -> str:
+        lost = [
+            "submissions see every file your user (or, as root, any user) can read, including "
+            "your home folder (non-root), the grader's scratch folder and the other "
+            "submissions being graded at the same time",
+            "Unix sockets in world-readable folders stay reachable (session bus, ssh-agent, X11)",
+        ]
+        if not self.namespaces:
+            lost.append(
+                "no namespaces: network access, no read-only file system, the disk cap is a "
+                "checked total instead of a tmpfs"
+            )
+        return "; ".join(lost)
+
+    def _warnings(self, hello: dict, strong: bool) -> list[str]:
         from . import _sandbox
 
         warnings = []
+        if not strong:
+            warnings.append(f"weaker isolation accepted: {self._given_up()}")
         if not self.namespaces:
-            who = (
-                "a dedicated unprivileged uid"
-                if self.is_root
-                else "your own user, with your permissions"
-            )
-            warnings.append(
-                f"Linux namespaces are unavailable ({hello['namespace_reason']}): "
-                f"submissions run as {who}, with network access and without a read-only file "
-                "system"
-            )
-            closed = sorted({c for p in _python_paths() if (c := _sandbox.closed_ancestor(p))})
+            closed = sorted({c for p in _zygote_paths() if (c := _sandbox.closed_ancestor(p))})
             if self.is_root and closed:
                 warnings.append(
                     f"{', '.join(closed)} cannot be entered by other users, so submissions can "
@@ -423,10 +525,12 @@ class JobPool:
         return warnings
 
     def close(self) -> None:
-        """Stop the zygote and remove the scratch folder."""
+        """Stop the zygote, remove the cgroups and the scratch folder."""
         if self.zygote is not None:
             self.zygote.close()
             self.zygote = None
+        if self.cgroups is not None:
+            self.cgroups.close()
         if self.scratch is not None:
             _remove_tree(self.scratch)
             self.scratch = None
@@ -434,8 +538,15 @@ class JobPool:
     def job_spec(self, slot: int, workdir: str) -> dict:
         """What the zygote needs to fork the sandboxed child of ``slot`` working in ``workdir``."""
         uid = self._uids[slot] if self.is_root else None
+        memory, processes = self.memory_mb, 64
+        if self.cgroups is None:
+            processes = self.sandbox["memory"]["processes"]
+            memory = self.sandbox["memory"]["per_process_mb"]
         return {
             "workdir": workdir,
+            "scratch": self.scratch,
+            "notebook": self._notebooks[workdir],
+            "disk_bytes": self.disk_mb * 2**20,
             "env": {
                 **BASE_ENV,
                 "PATH": _search_path(),
@@ -457,16 +568,20 @@ class JobPool:
                 for p in self.hidden
                 if not (workdir + os.sep).startswith(p.rstrip(os.sep) + os.sep)
             ],
-            "expose": _python_paths(),
-            "memory_bytes": self.memory_mb * 2**20,
-            "file_bytes": 64 * 2**20,
+            "expose": _zygote_paths(),
+            "memory_bytes": memory * 2**20,
+            "file_bytes": min(64, self.disk_mb) * 2**20,
             "cpu_seconds": int(self.timeout) + 10,
             "open_files": 1024,
-            "processes": 64 if self.is_root else 256,
+            "processes": processes,
         }
 
     def new_workdir(self, slot: int, notebook: str, data: bytes) -> str:
-        """A fresh working folder for ``slot`` holding a read-only copy of the notebook."""
+        """A fresh working folder for ``slot`` holding a read-only copy of the notebook.
+
+        With namespaces the job sees only its own tmpfs (``_sandbox.private_workdir``), into
+        which it copies this notebook; this folder on the host then never holds more.
+        """
         workdir = tempfile.mkdtemp(prefix=f"job{slot}-", dir=self.scratch)
         os.mkdir(os.path.join(workdir, "tmp"), 0o700)
         copy = os.path.join(workdir, f"{notebook}.ipynb")
@@ -477,7 +592,41 @@ class JobPool:
             for path in (workdir, os.path.join(workdir, "tmp"), copy):
                 os.chown(path, uid, uid)
         os.chmod(copy, 0o400)
+        self._notebooks[workdir] = notebook
         return workdir
+
+    def notebook_copy(self, workdir: str) -> str:
+        """The path of the notebook copy in ``workdir``."""
+        return os.path.join(workdir, f"{self._notebooks[workdir]}.ipynb")
+
+    def remove_workdir(self, workdir: str) -> list[str]:
+        """Remove a job's folder; returns the problems met (never raises)."""
+        self._notebooks.pop(workdir, None)
+        try:
+            return _remove_tree(workdir)
+        except Exception as error:  # noqa: BLE001 - clean-up must never stop the batch
+            return [f"{type(error).__name__}: {error}"]
+
+    def disk_used(self, workdir: str) -> int:
+        """Bytes written under ``workdir`` (without namespaces, the disk cap is checked so)."""
+        total, stack = 0, [workdir]
+        while stack:
+            try:
+                with os.scandir(stack.pop()) as entries:
+                    for entry in entries:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        else:
+                            total += entry.stat(follow_symlinks=False).st_blocks * 512
+            except OSError:
+                continue
+        return total
+
+    def new_cgroup(self) -> tuple[str | None, int | None]:
+        """A capped memory cgroup for the next job, or ``(None, None)`` without cgroups."""
+        if self.cgroups is None:
+            return None, None
+        return self.cgroups.create()
 
     def sweep(self, slot: int) -> None:
         """Kill every process of ``slot``'s uid (root only: elsewhere the job's group and

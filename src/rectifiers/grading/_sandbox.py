@@ -173,14 +173,19 @@ def _expose(paths: list[str], stage: str) -> None:  # pragma: no cover - sandbox
 
 
 def isolate_filesystem(  # pragma: no cover - sandboxed child only
-    workdir: str, hidden: list[str], new_proc: bool, expose: list[str] = ()
+    workdir: str,
+    hidden: list[str],
+    new_proc: bool,
+    expose: list[str] = (),
+    writable: list[str] = (),
 ) -> None:
     """Read-only view of every mount except ``workdir``; ``hidden`` folders covered by empty mounts.
 
     Must run in a new mount namespace (and, for ``new_proc``, in the new PID namespace). The
     first step makes every mount private, so nothing here reaches the host's mount table.
     ``expose`` lists folders the submission must be able to read (the Python installation);
-    see ``_expose``.
+    see ``_expose``. ``writable`` lists further mount points that stay writable (the job's own
+    ``/tmp``, see ``private_workdir``).
     """
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     mount(workdir, workdir, None, MS_BIND | MS_REC)
@@ -190,6 +195,8 @@ def isolate_filesystem(  # pragma: no cover - sandboxed child only
         _expose(list(expose), stage)
         os.rmdir(stage)
     for path in hidden:
+        if not os.path.isdir(path):
+            continue  # not in this view at all (bubblewrap binds only what jobs need)
         mount(
             "tmpfs",
             path,
@@ -199,6 +206,8 @@ def isolate_filesystem(  # pragma: no cover - sandboxed child only
         )
     mount_setattr("/", attr_set=MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID)
     mount_setattr(workdir, attr_clr=MOUNT_ATTR_RDONLY)
+    for path in writable:
+        mount_setattr(path, attr_clr=MOUNT_ATTR_RDONLY, recursive=False)
     if new_proc:
         # A container may forbid a second proc mount; the outer /proc is read-only anyway.
         with contextlib.suppress(SandboxError):
@@ -291,3 +300,126 @@ def apply_limits(  # pragma: no cover - sandboxed child only
         resource.setrlimit(which, (value, value))
     # SIGXCPU at the soft limit, SIGKILL at the hard one: a process outliving the job still stops.
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+
+
+# --------------------------------------------------------------------------------------------
+# State that would outlive a job: the kernel keyrings
+
+SECCOMP_MODE_FILTER = 2
+PR_SET_SECCOMP = 22
+_SECCOMP_RET_ALLOW = 0x7FFF0000
+_SECCOMP_RET_ERRNO = 0x00050000
+_EPERM = 1
+#: ``(audit arch, add_key, request_key, keyctl, x32 bit)`` per machine: the syscall numbers of
+#: the three keyring calls (include/uapi/asm-generic/unistd.h and arch/x86/entry/syscalls).
+_KEYRING_SYSCALLS = {
+    "x86_64": (0xC000003E, (248, 249, 250), 0x40000000),
+    "aarch64": (0xC00000B7, (217, 218, 219), 0),
+}
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [
+        ("code", ctypes.c_uint16),
+        ("jt", ctypes.c_uint8),
+        ("jf", ctypes.c_uint8),
+        ("k", ctypes.c_uint32),
+    ]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def keyring_filter(machine: str | None = None) -> list[tuple[int, int, int, int]]:
+    """The seccomp program of ``block_keyrings``: ``(code, jt, jf, k)`` BPF instructions.
+
+    Every keyring system call (``add_key``, ``request_key``, ``keyctl``) fails with ``EPERM``,
+    as does any call of another architecture (or the x32 ABI); everything else is allowed.
+    """
+    arch, numbers, x32 = _KEYRING_SYSCALLS[machine or os.uname().machine]
+    load, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06
+    deny = (ret, 0, 0, _SECCOMP_RET_ERRNO | _EPERM)
+    allow = (ret, 0, 0, _SECCOMP_RET_ALLOW)
+    checks = [(jeq, 0, 0, n) for n in numbers]
+    if x32:
+        checks.insert(0, (jset, 0, 0, x32))
+    program = [(load, 0, 0, 4), (jeq, 1, 0, arch), deny, (load, 0, 0, 0)]
+    for index, (code, _, _, k) in enumerate(checks):
+        # A match jumps to the final ``deny``; no match falls through to the next check.
+        to_deny = len(checks) - index
+        program.append((code, to_deny, 0, k))
+    return program + [allow, deny]
+
+
+def block_keyrings() -> None:  # pragma: no cover - sandboxed child only
+    """Install ``keyring_filter`` (needs ``no_new_privs`` first; inherited and irrevocable).
+
+    The kernel keyrings of a uid outlive its processes, so a key one job stores could be read by
+    the next job of the same slot; with these calls refused, no job stores or reads a key.
+    Written with ``prctl`` directly because the three rules need no seccomp library.
+    """
+    program = keyring_filter()
+    filters = (_SockFilter * len(program))(*[_SockFilter(*i) for i in program])
+    fprog = _SockFprog(len(program), filters)
+    _check(
+        _libc.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(fprog), 0, 0),
+        "prctl(PR_SET_SECCOMP)",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The job's own folders: a size-limited tmpfs, invisible to every other job
+
+
+def private_workdir(  # pragma: no cover - sandboxed child only
+    scratch: str, workdir: str, notebook_fd: int, notebook: str, uid: int | None, size: int
+) -> list[str]:
+    """Cover ``scratch`` with a fresh tmpfs of ``size`` bytes holding only this job's folder.
+
+    Must run in the job's own mount namespace. Other jobs' folders under ``scratch`` disappear
+    from view, everything the submission writes stays in memory that dies with the namespace
+    (nothing reaches the disk or outlives the job), and a full tmpfs is an ``ENOSPC`` inside the
+    submission. ``/tmp``, ``/var/tmp`` and ``/dev/shm`` become the job's own ``tmp`` folder, so
+    nothing (no socket, no file) is shared with another job through them. The notebook copy is
+    read from ``notebook_fd``. Returns the mount points the job may write to.
+    """
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    shared = [
+        p for p in ("/tmp", "/var/tmp", "/dev/shm") if os.path.isdir(p) and not os.path.islink(p)
+    ]
+    # The tmpfs goes on the shared folder that holds the scratch path, if one does (covering it
+    # with a bind would hide the job's own folder), else on the scratch path itself.
+    root = next((p for p in shared if (scratch + os.sep).startswith(p + os.sep)), scratch)
+    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},nr_inodes=65536,mode=0711")
+    if root != scratch:
+        os.chmod(root, 0o1777)
+        os.makedirs(scratch, 0o711)
+    os.mkdir(workdir, 0o700)
+    tmp = os.path.join(workdir, "tmp")
+    os.mkdir(tmp, 0o700)
+    copy = os.path.join(workdir, f"{notebook}.ipynb")
+    with open(copy, "wb") as handle:
+        while chunk := os.read(notebook_fd, 1 << 20):
+            handle.write(chunk)
+    os.close(notebook_fd)
+    os.chmod(copy, 0o400)
+    if uid is not None:
+        for path in (workdir, tmp, copy):
+            os.chown(path, uid, uid)
+    bound = [root]
+    for path in shared:
+        if path != root:
+            mount(tmp, path, None, MS_BIND)
+            bound.append(path)
+    return bound
+
+
+def join_cgroup(procs_fd: int) -> None:  # pragma: no cover - sandboxed child only
+    """Move this process (and so everything it will start) into the cgroup of ``procs_fd``.
+
+    ``procs_fd`` is the job's ``cgroup.procs`` file, opened for writing by the grader; "0"
+    means the writing process (cgroup v1 and v2 alike).
+    """
+    os.write(procs_fd, b"0")
+    os.close(procs_fd)

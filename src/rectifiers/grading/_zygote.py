@@ -139,6 +139,7 @@ def _worker(  # pragma: no cover - zygote process only
         elif job["namespaces"] and job["userns"]:
             _sandbox.drop_capabilities()
         _sandbox.set_no_new_privs()
+        _sandbox.block_keyrings()
         _sandbox.set_parent_death_signal()
         # Exceeding the file-size limit then fails the write (EFBIG) instead of killing the process.
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -154,7 +155,13 @@ def _worker(  # pragma: no cover - zygote process only
 
 
 def _job(  # pragma: no cover - zygote process only
-    job: dict, ctl_fd: int, sock_fd: int, out_fd: int, status_fd: int
+    job: dict,
+    ctl_fd: int,
+    sock_fd: int,
+    out_fd: int,
+    status_fd: int,
+    notebook_fd: int,
+    cgroup_fd: int | None = None,
 ) -> None:
     """C1 (see the module docstring). Never returns."""
     try:
@@ -162,9 +169,13 @@ def _job(  # pragma: no cover - zygote process only
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         _sandbox.set_parent_death_signal()
         os.setsid()
+        if cgroup_fd is not None:
+            # First, before anything forks: every process of the job is then under the cap.
+            _sandbox.join_cgroup(cgroup_fd)
         processes = job["processes"]
-        if job["uid"] is None:
-            # Not root: RLIMIT_NPROC counts all of the grader's own processes, so add to them.
+        if job["uid"] is None and not (job["namespaces"] and job["userns"]):
+            # Same uid, no user namespace: RLIMIT_NPROC counts all of the grader's own
+            # processes, so add to them. (In a user namespace the count is the job's own.)
             processes += _sandbox.count_processes(os.getuid())
         if job["namespaces"]:
             _sandbox.unshare(
@@ -179,12 +190,23 @@ def _job(  # pragma: no cover - zygote process only
                 os.waitpid(init, 0)
                 os._exit(0)
             _sandbox.set_parent_death_signal()
+            own = _sandbox.private_workdir(
+                job["scratch"],
+                job["workdir"],
+                notebook_fd,
+                job["notebook"],
+                job["uid"],
+                job["disk_bytes"],
+            )
             _sandbox.isolate_filesystem(
                 job["workdir"],
                 job["hidden"],
                 new_proc=True,
                 expose=job["expose"] if job["uid"] is not None else [],
+                writable=own,
             )
+        else:
+            os.close(notebook_fd)  # the grader wrote the working folder on the host
         worker = os.fork()
         if worker == 0:
             os.close(status_fd)
@@ -251,7 +273,7 @@ def main(ctl_fd: int) -> None:  # pragma: no cover - zygote process only
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     while True:
         try:
-            request, fds = _receive(ctl, max_fds=3)
+            request, fds = _receive(ctl, max_fds=5)
         except (EOFError, ConnectionError):
             break
         if request["op"] == "fork":
@@ -292,6 +314,8 @@ class Zygote:
         namespaces: try namespaces (the zygote tries them once in a throw-away child).
         userns: add a user namespace (when the grader is not root).
         trial_dir: an empty folder for that trial.
+        wrapper: a command line that runs the zygote confined (bubblewrap's, see
+            ``rectifiers.grading._jobs.bwrap_command``); empty: run it directly.
         start_timeout: seconds to wait for the imports.
     """
 
@@ -303,6 +327,7 @@ class Zygote:
         namespaces: bool,
         userns: bool,
         trial_dir: str,
+        wrapper: list[str] = (),
         start_timeout: float = 300,
     ):
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -314,7 +339,15 @@ class Zygote:
         self._lock = threading.Lock()
         self._sock = parent_end
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-c", bootstrap, json.dumps(paths), str(child_end.fileno())],
+            [
+                *wrapper,
+                sys.executable,
+                "-I",
+                "-c",
+                bootstrap,
+                json.dumps(paths),
+                str(child_end.fileno()),
+            ],
             pass_fds=[child_end.fileno()],
             env=env,
             cwd=trial_dir,
@@ -351,9 +384,24 @@ class Zygote:
                 raise ZygoteError(f"the grading zygote stopped answering: {error}") from None
         return reply
 
-    def fork(self, job: dict, sock_fd: int, out_fd: int, status_fd: int) -> int:
-        """Start a job; returns C1's pid (also its process group id)."""
-        return self._request({"op": "fork", "job": job}, [sock_fd, out_fd, status_fd])["pid"]
+    def fork(
+        self,
+        job: dict,
+        sock_fd: int,
+        out_fd: int,
+        status_fd: int,
+        notebook_fd: int,
+        cgroup_fd: int | None = None,
+    ) -> int:
+        """Start a job; returns C1's pid (also its process group id).
+
+        ``notebook_fd`` reads the notebook to copy into the job's folder; ``cgroup_fd`` is the
+        job's ``cgroup.procs`` file, open for writing, when its memory is capped by a cgroup.
+        """
+        fds = [sock_fd, out_fd, status_fd, notebook_fd]
+        if cgroup_fd is not None:
+            fds.append(cgroup_fd)
+        return self._request({"op": "fork", "job": job}, fds)["pid"]
 
     def sweep(self, uid: int, gid: int) -> None:
         """Kill every process owned by ``uid``."""

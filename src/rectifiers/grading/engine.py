@@ -37,14 +37,15 @@ from ._jobs import (
     _clean,
     _Lost,
     _Protocol,
-    _remove_tree,
     _Timeout,
 )
+from ._jobs import IsolationError as IsolationError
 
 # Re-exported: the tests drive the policy with stand-ins for these.
 from ._jobs import _CappedOutput as _CappedOutput
 from ._jobs import _describe_exit as _describe_exit
-from ._runner import RUNNER_FAILED as RUNNER_FAILED  # re-exported with _describe_exit
+from ._runner import RUNNER_FAILED as RUNNER_FAILED
+from ._text import neutralise
 from .item import AutoItem, Item
 
 MAX_RESTARTS = 3
@@ -123,6 +124,9 @@ class Grader:
         seed: derive every hidden case from this seed (to reproduce a grading run) instead of a
             fresh secret seed per submission.
         namespaces: use Linux namespaces when available (``False``: uid drop and limits only).
+        disk_mb: what one notebook may write in total, in MiB (16 to 4096).
+        weaker_isolation: grade even where no sandbox as strong as bubblewrap's is available
+            (``start`` raises ``IsolationError`` otherwise, naming what would be given up).
 
     Example:
         >>> with Grader(EXAMPLES, timeout=30) as grader:            # doctest: +SKIP
@@ -139,6 +143,8 @@ class Grader:
         call_timeout: float = 10.0,
         seed: int | None = None,
         namespaces: bool = True,
+        disk_mb: int = 256,
+        weaker_isolation: bool = False,
     ):
         from .. import _validation as v
 
@@ -162,12 +168,19 @@ class Grader:
         if self.call_timeout <= 0:
             raise ValueError(f"call_timeout must be positive, got {call_timeout!r}")
         self.seed = None if seed is None else v.check_non_negative_int("seed", seed)
+        #: What the clean-up of job folders could not remove (it never stops the batch).
+        self.cleanup_problems: list[str] = []
         self.want_namespaces = bool(namespaces)
+        self.disk_mb = v.check_positive_int("disk_mb", disk_mb)
+        if not 16 <= self.disk_mb <= 4096:
+            raise ValueError(f"disk_mb must be between 16 and 4096, got {disk_mb!r}")
         self._pool = JobPool(
             jobs=self.jobs,
             memory_mb=self.memory_mb,
             timeout=self.timeout,
             namespaces=self.want_namespaces,
+            disk_mb=self.disk_mb,
+            weaker_isolation=bool(weaker_isolation),
         )
 
     # -- set-up ------------------------------------------------------------------------------
@@ -236,6 +249,8 @@ class Grader:
             slot = slots.get()
             try:
                 result = self._grade_one(root, task[0], task[1], slot)
+            except Exception as error:  # noqa: BLE001 - one submission must never stop the batch
+                result = self._failed(task[0], task[1], error)
             finally:
                 slots.put(slot)
             if progress is not None:
@@ -244,6 +259,12 @@ class Grader:
 
         with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="grade") as pool:
             return list(pool.map(run, tasks))
+
+    def _failed(self, student: str, notebook: str, error: Exception) -> SubmissionResult:
+        """Every item of a submission whose handling failed unexpectedly: an error, with why."""
+        reason = f"the grader could not handle this submission ({_error_text(error)})"
+        outcomes = {item.id: _Outcome("error", reason) for item in self.registry[notebook]}
+        return SubmissionResult(student, notebook, self._rows(student, notebook, outcomes))
 
     def _rows(self, student: str, notebook: str, outcomes: Mapping[str, _Outcome]) -> list[Row]:
         rows = []
@@ -308,7 +329,7 @@ class Grader:
             result.runs = self._run_items(
                 slot, notebook, data, code, auto, result.seed, started, outcomes
             )
-            result.output = output.value()
+            result.output = neutralise(output.value())
         result.rows = self._rows(student, notebook, outcomes)
         result.seconds = time.monotonic() - started
         return result
@@ -363,10 +384,20 @@ class Grader:
                     if not alive:
                         break
                 child.close(polite=True)
+            except Exception as error:  # noqa: BLE001 - e.g. a frame too large, a full disk
+                for item in pending:
+                    outcomes[item.id] = _Outcome(
+                        "error", f"not checked: the grader could not run it ({_error_text(error)})"
+                    )
+                break
             finally:
-                if child is not None:
-                    child.close(polite=False)
-                _remove_tree(workdir)
+                try:
+                    if child is not None:
+                        child.close(polite=False)
+                finally:
+                    problems = self._pool.remove_workdir(workdir)
+                if problems:
+                    self.cleanup_problems.extend(problems[:5])
         return runs
 
     def _execute(
@@ -535,7 +566,7 @@ class Grader:
             return fail("error", text, text), False, True
         try:
             output = wire.decode(reply["output"])
-        except wire.WireError as error:
+        except Exception as error:  # noqa: BLE001 - any value that cannot be rebuilt is an error
             detail = f"{label}: the result cannot be checked ({_clean(error, 150)})"
             return fail("error", detail, f"{shown}: the result cannot be checked"), True, False
         try:
@@ -558,6 +589,10 @@ class Grader:
             True,
             False,
         )
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {_clean(error, 200)}"
 
 
 def _item_bug(item: AutoItem, error: Exception) -> _Outcome:

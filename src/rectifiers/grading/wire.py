@@ -315,10 +315,14 @@ class Decoder:
                     raise WireError("unhashable $dict key") from None
                 result[key] = self.decode(pair[1], depth + 1)
             return result
-        if tag == "$tensor":
-            return self._tensor(payload)
-        if tag == "$ndarray":
-            return self._array(payload)
+        if tag in ("$tensor", "$ndarray"):
+            try:
+                return self._tensor(payload) if tag == "$tensor" else self._array(payload)
+            except WireError:
+                raise
+            except (RuntimeError, ValueError, TypeError, OverflowError, MemoryError) as error:
+                # Whatever torch or numpy refuse to build is a bad value, not a grader crash.
+                raise WireError(f"{tag} cannot be rebuilt ({type(error).__name__})") from None
         if tag == "$dtype":
             if payload not in TORCH_DTYPES:
                 raise WireError(f"unknown dtype {payload!r:.40}")
@@ -366,6 +370,10 @@ class Decoder:
             or any(type(d) is not int or not 0 <= d < 2**40 for d in shape)
         ):
             raise WireError(f"bad {tag} shape")
+        if math.prod(max(d, 1) for d in shape) > MAX_TENSOR_BYTES:
+            # An empty dimension makes the data empty, but torch and numpy still compute the
+            # strides from the others: absurd sizes overflow there instead of here.
+            raise WireError(f"{tag} shape {shape} is too large")
         data = payload.get("data")
         if type(data) is not str:
             raise WireError(f"bad {tag} data")
@@ -438,17 +446,35 @@ def _reject_constant(name: str) -> None:
 
 
 def dumps(message: Any) -> bytes:
-    """One frame: length prefix and compact JSON."""
-    body = json.dumps(message, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    """One frame: length prefix and compact JSON.
+
+    Non-ASCII text travels as UTF-8, not as ``\\uXXXX`` escapes, so a message is never more than
+    a few bytes per character larger than its text (escaping made a notebook under the size
+    limit grow past the frame limit).
+    """
+    body = json.dumps(message, separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode(
+        "utf-8", errors="surrogatepass"
+    )
     if len(body) > MAX_FRAME_BYTES:
         raise WireError(f"message of {len(body)} bytes exceeds the {MAX_FRAME_BYTES} byte limit")
     return struct.pack(">I", len(body)) + body
 
 
 def loads(body: bytes) -> Any:
-    """Parse one frame body strictly (no NaN literals, bounded recursion)."""
+    """Parse one frame body strictly (no NaN literals, bounded recursion and size).
+
+    A body that could hold more than about ``2 * MAX_NODES`` containers and scalars is refused
+    before parsing: a few megabytes of ``[[],[],...]`` would otherwise become hundreds of
+    megabytes of Python objects in the grader.
+    """
+    if len(body) > 2 * MAX_NODES and (
+        body.count(b",") + body.count(b"[") + body.count(b"{") > 2 * MAX_NODES
+    ):
+        raise WireError(f"message has more than {2 * MAX_NODES} parts")
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        return json.loads(
+            body.decode("utf-8", errors="surrogatepass"), parse_constant=_reject_constant
+        )
     except WireError:
         raise
     except (ValueError, RecursionError, MemoryError) as error:
@@ -481,3 +507,10 @@ class FrameReader:
     def pending(self) -> int:
         """Bytes received that do not yet form a whole frame."""
         return len(self._buffer)
+
+    @property
+    def announced(self) -> int:
+        """The size of the frame being received (0 before its length prefix is complete)."""
+        if len(self._buffer) < 4:
+            return 0
+        return struct.unpack(">I", self._buffer[:4])[0]
