@@ -20,7 +20,16 @@ from . import _report
 from ._core import REPO, Missing, Options, git_state, load_average, machine, now
 
 # Slowest last: make test takes minutes and rebuilds _build/ in the repository.
-RUN_ORDER = ["notebooks", "training", "kernels", "probes", "book", "grading", "make_test"]
+RUN_ORDER = [
+    "notebooks",
+    "training",
+    "layers",
+    "kernels",
+    "microtimings",
+    "book",
+    "grading",
+    "make_test",
+]
 # Skipped by --quick unless named in --only: it cannot be made quick.
 SLOW = {"make_test"}
 

@@ -14,15 +14,25 @@ from pathlib import Path
 from ._core import MISS, NOT_MEASURED, PASS, now
 
 SCHEMA = 1
-ORDER = ["notebooks", "training", "kernels", "make_test", "book", "grading", "probes"]
+ORDER = [
+    "notebooks",
+    "training",
+    "layers",
+    "kernels",
+    "make_test",
+    "book",
+    "grading",
+    "microtimings",
+]
 TITLES = {
     "notebooks": "Notebooks",
-    "training": "Batched against one-by-one training",
+    "training": "Batched against one-by-one training and torch.func",
+    "layers": "The batched trainer's time per step, by layer",
     "kernels": "From-scratch activations against PyTorch's kernels",
     "make_test": "make test",
     "book": "Cached book rebuild",
     "grading": "Grading",
-    "probes": "Probes",
+    "microtimings": "Micro-timings",
 }
 
 
@@ -191,12 +201,20 @@ def _notebooks(results: dict) -> list[str]:
     )
 
 
+TRAINER_LABELS = {
+    "batched": "Batched trainer",
+    "func": "`torch.func` ensemble",
+    "loop": "One-by-one loop",
+}
+
+
 def _training(results: dict) -> list[str]:
     f32, f64 = results["float32"], results["float64"]
+    trainers = [key for key in TRAINER_LABELS if f"{key}_seconds_by_threads" in results]
     rows = []
-    for label, key in (("Batched trainer", "batched"), ("One-by-one loop", "loop")):
+    for key in trainers:
         for threads, seconds in results[f"{key}_seconds_by_threads"].items():
-            rows.append([label, threads, fmt(seconds)])
+            rows.append([TRAINER_LABELS[key], threads, fmt(seconds)])
     lines = [
         f"{results['models']} MLPs {results['sizes']} ({len(results['slopes'])} slopes "
         f"x {len(results['seeds'])} seeds), {results['epochs']} epochs of "
@@ -213,6 +231,13 @@ def _training(results: dict) -> list[str]:
         f"{results['configured_threads']} threads each).",
         "",
     ]
+    if "speedup_vs_func" in results:
+        lines += [
+            f"**Against `torch.func`: {fmt(results['speedup_vs_func'])}x** (the ensemble at "
+            f"{results['func_threads']} thread(s), itself {fmt(results['func_speedup'])}x "
+            f"the loop).",
+            "",
+        ]
     if "profile" in results:
         batched, loop = results["profile"]["batched"], results["profile"]["loop"]
         lines += [
@@ -225,36 +250,114 @@ def _training(results: dict) -> list[str]:
             f"be at most **{fmt(results['speedup_ceiling'])}x** faster than the loop.",
             "",
         ]
+        if "speedup_ceiling_arithmetic" in results:
+            groups = ("matmul", "optimizer", "activation", "loss")
+            names = {
+                "matmul": "matrix products",
+                "optimizer": "optimizer (fused Adam)",
+                "activation": "activations",
+                "loss": "loss (log-softmax, NLL)",
+            }
+            profile_rows = []
+            for group in groups:
+                profile_rows.append(
+                    [names[group]]
+                    + [
+                        fmt(results["profile"][key][f"{group}_seconds_per_epoch"], 3)
+                        for key in trainers
+                    ]
+                )
+            profile_rows.append(
+                ["everything else (Python, dispatch, autograd, copies)"]
+                + [
+                    fmt(
+                        results["profile"][key]["seconds_per_epoch"]
+                        - sum(results["profile"][key][f"{g}_seconds_per_epoch"] for g in groups),
+                        3,
+                    )
+                    for key in trainers
+                ]
+            )
+            profile_rows.append(
+                ["**one epoch, profiled**"]
+                + [
+                    f"**{fmt(results['profile'][key]['seconds_per_epoch'], 3)}**"
+                    for key in trainers
+                ]
+            )
+            overhead = results["overhead_ms_per_step"]
+            lines += table(
+                ["Seconds per epoch, by kernel"]
+                + [
+                    f"{TRAINER_LABELS[key]} ({results['profile'][key]['threads']} thr.)"
+                    for key in trainers
+                ],
+                profile_rows,
+            )
+            lines += [
+                "",
+                f"Per-step overhead, the CPU time of the same steps on tiny tensors: "
+                f"{fmt(overhead['batched_ms_per_step'])} ms for one batched step of all "
+                f"{results['models']} models, {fmt(overhead['loop_ms_per_step'])} ms for one "
+                f"step of one model in the loop. With the optimizer's, activations' and loss's "
+                f"per-element work counted as irreducible too (the loop does the same), the "
+                f"ceiling is **{fmt(results['speedup_ceiling_arithmetic'])}x**.",
+                "",
+            ]
+    header = ["Agreement with the loop", "batched, float32 (the run above)"]
+    columns = [f32]
+    if "float32_func" in results:
+        header.append("`torch.func`, float32")
+        columns.append(results["float32_func"])
+    header.append(f"batched, float64 ({f64['epochs']} epochs)")
+    columns.append(f64)
+    if "float64_func" in results:
+        header.append("`torch.func`, float64")
+        columns.append(results["float64_func"])
     lines += table(
+        header,
         [
-            "Agreement, batched vs loop",
-            "float32 (the run above)",
-            f"float64 ({f64['epochs']} epochs)",
-        ],
-        [
-            [
-                "largest final-accuracy difference (test examples)",
-                str(f32["max_accuracy_difference_examples"]),
-                str(f64["max_accuracy_difference_examples"]),
+            ["largest final-accuracy difference (test examples)"]
+            + [str(c["max_accuracy_difference_examples"]) for c in columns],
+            ["largest relative final-loss difference"]
+            + [fmt(c["max_relative_loss_difference"], 6) for c in columns],
+            ["largest parameter difference"]
+            + [
+                f"{c['max_abs_parameter_difference']:.1e}"
+                if c["max_abs_parameter_difference"] < 1e-6
+                else fmt(c["max_abs_parameter_difference"], 6)
+                for c in columns
             ],
-            [
-                "largest relative final-loss difference",
-                fmt(f32["max_relative_loss_difference"], 6),
-                fmt(f64["max_relative_loss_difference"], 6),
-            ],
-            [
-                "largest parameter difference",
-                fmt(f32["max_abs_parameter_difference"], 6),
-                f"{f64['max_abs_parameter_difference']:.1e}",
-            ],
-            [
-                "mean final accuracy, loop / batched",
-                f"{fmt(f32['mean_accuracy_loop'], 4)} / {fmt(f32['mean_accuracy_batched'], 4)}",
-                f"{fmt(f64['mean_accuracy_loop'], 4)} / {fmt(f64['mean_accuracy_batched'], 4)}",
+            ["mean final accuracy, loop / stacked"]
+            + [
+                f"{fmt(c['mean_accuracy_loop'], 4)} / {fmt(c['mean_accuracy_batched'], 4)}"
+                for c in columns
             ],
         ],
     )
     return lines
+
+
+def _layers(results: dict) -> list[str]:
+    rows = [
+        [
+            name,
+            fmt(entry["ms_per_step"]),
+            str(entry["threads"]),
+            f"{fmt(entry['relative_to_fixed_slopes'])}x",
+        ]
+        for name, entry in results["variants"].items()
+    ]
+    lines = [
+        f"{results['models']} models trained together, one epoch of "
+        f"{results['train_examples']} MNIST-1D signals in batches of {results['batch_size']}, "
+        f"{results['optimizer']}; median wall time per optimizer step at each variant's best "
+        "thread count.",
+        "",
+    ]
+    return lines + table(
+        ["Models (all 40 in one stack)", "ms per step", "Threads", "vs fixed slopes"], rows
+    )
 
 
 def _kernels(results: dict) -> list[str]:
@@ -391,12 +494,12 @@ def _grading(results: dict) -> list[str]:
     return lines
 
 
-def _probes(results: dict) -> list[str]:
+def _microtimings(results: dict) -> list[str]:
     ce, el = results["cross_entropy"], results["elementwise"]
     clone, mm = results["clone_us_by_threads"], results["matmul_gflops_by_threads"]
     size = f"{results['size']:.0e}".replace("e+0", "e")
     return table(
-        ["Probe", "Measured"],
+        ["Micro-timing", "Measured"],
         [
             [
                 "`F.cross_entropy` forward + backward, 40 x 100 logits as (4000, 10)",
@@ -425,11 +528,12 @@ def _probes(results: dict) -> list[str]:
 RENDERERS = {
     "notebooks": _notebooks,
     "training": _training,
+    "layers": _layers,
     "kernels": _kernels,
     "make_test": _make_test,
     "book": _book,
     "grading": _grading,
-    "probes": _probes,
+    "microtimings": _microtimings,
 }
 
 

@@ -11,7 +11,7 @@ from ``torch.utils.benchmark.Timer.blocked_autorange`` (which warms up, repeats 
 time has passed and reports the median), with one intra-op thread: the chapter's notebooks
 train single-threaded, and on a shared 2-core machine two OpenMP threads make every
 elementwise operation above about 32 thousand elements wait for the busier core (the
-probes benchmark times ``x.clone()`` of 1e5 floats on one and on two threads). The
+microtimings benchmark times ``x.clone()`` of 1e5 floats on one and on two threads). The
 copy bandwidth is measured with the same single thread, so the comparison is like for like.
 
 Bandwidth: an elementwise activation cannot be faster than moving its data through memory.

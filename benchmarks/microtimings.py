@@ -1,6 +1,6 @@
-"""Small timings that explain the big ones: the facts the Performance page's findings rest on.
+"""Micro-timings that explain the big ones: the facts the Performance page's findings rest on.
 
-No budgets: each probe times one operation in isolation (``torch.utils.benchmark.Timer``,
+No budgets: each micro-timing times one operation in isolation (``torch.utils.benchmark.Timer``,
 median of blocked runs) so that the page can say *why* a budgeted figure looks the way it
 does, with a number measured by the same ``make bench`` run rather than quoted from memory.
 
@@ -25,7 +25,7 @@ MODELS, BATCH, WIDTH, CLASSES = 40, 100, 100, 10
 
 
 def run(options: Options) -> tuple[dict, list[dict]]:
-    """Time each probe; see the module docstring. ``--quick`` shortens each measurement."""
+    """Time each micro-timing; see the module docstring. ``--quick`` shortens each measurement."""
     import torch
     import torch.nn.functional as F
 

@@ -30,9 +30,10 @@ from benchmarks import (  # noqa: E402  # noqa: E402
     book,
     grading,
     kernels,
+    layers,
     make_test,
+    microtimings,
     notebooks,
-    probes,
     training,
 )
 
@@ -358,16 +359,29 @@ def test_training_benchmark_on_a_small_sweep(monkeypatch):
     assert results["speedup"] == pytest.approx(
         results["loop_seconds"] / results["batched_seconds"], rel=0.01, abs=0.006
     )
-    for name in ("batched", "loop"):
+    assert results["speedup_vs_func"] == pytest.approx(
+        results["func_seconds"] / results["batched_seconds"], rel=0.01, abs=0.006
+    )
+    assert set(results["func_runs_seconds"]) == set(results["loop_runs_seconds"])
+    for name in ("batched", "loop", "func"):
         entry = results["profile"][name]
         assert 0 < entry["matmul_seconds_per_epoch"] < entry["seconds_per_epoch"]
+        assert entry["optimizer_seconds_per_epoch"] > 0 and entry["loss_seconds_per_epoch"] > 0
+    assert results["profile"]["batched"]["activation_seconds_per_epoch"] > 0
+    assert results["speedup_ceiling"] > results["speedup_ceiling_arithmetic"] > 0
     assert results["speedup_ceiling"] > results["speedup"] > 0
-    assert results["float64"]["max_abs_parameter_difference"] < 1e-12
-    assert results["float64"]["max_accuracy_difference_examples"] == 0
+    overhead = results["overhead_ms_per_step"]
+    assert overhead["batched_ms_per_step"] > overhead["loop_ms_per_step"] > 0
+    # Both stacked trainers compute what the loop computes: in float64 they agree to rounding.
+    for key in ("float64", "float64_func"):
+        assert results[key]["max_abs_parameter_difference"] < 1e-12, key
+        assert results[key]["max_accuracy_difference_examples"] == 0, key
     statuses = {b["id"]: b["status"] for b in budgets}
     assert statuses["training:float64_parameters"] == "pass"
     assert statuses["training:float64_accuracy"] == "pass"
+    assert statuses["training:func_float64_parameters"] == "pass"
     assert statuses["training:speedup"] in ("pass", "miss")
+    assert statuses["training:ahead_of_func"] in ("pass", "miss")
 
 
 # --- kernels -----------------------------------------------------------------------------------
@@ -543,13 +557,26 @@ def test_book_benchmark_fails_loudly_when_make_book_fails(tmp_path):
 
 
 def test_make_test_benchmark_times_parts_and_records_failure(tmp_path):
-    recipe = "".join(f"\t@echo '{text}'\n" for _, text in make_test.PHASES)
-    repo = _fake_repo(tmp_path / "repo", f"test:\n{recipe}\t@exit 2\n")
+    makefile = (
+        "test:\n"
+        "\t@status=0; \\\n"
+        "\t$(MAKE) --no-print-directory unit || status=1; \\\n"
+        "\t$(MAKE) --no-print-directory lint-all || status=1; \\\n"
+        "\texit $$status\n\n"
+        "unit:\n\t@echo unit ran\n"
+        "lint-all:\n\t@echo 'FAILED tests/test_x.py::test_y'; exit 2\n"
+    )
+    assert make_test.parts(makefile) == ["unit", "lint-all"]
+    repo = _fake_repo(tmp_path / "repo", makefile)
     results, budgets = make_test.run(_core.Options(repo=repo))
     assert results["returncode"] == 2 and not results["passed"]
-    assert list(results["phases_seconds"]) == [name for name, _ in make_test.PHASES]
+    assert list(results["phases_seconds"]) == ["unit", "lint-all"]
+    assert results["seconds"] == pytest.approx(sum(results["phases_seconds"].values()), abs=0.1)
     assert budgets[0]["id"] == "make_test:seconds" and budgets[0]["measured"] is not None
-    assert len(results["failures"]) == 1 and results["failures"][0].endswith("test] Error 2")
+    assert results["failures"][0] == "FAILED tests/test_x.py::test_y"
+    assert make_test.parts("test:\n\t@exit 0\n") == ["test"]
+    with pytest.raises(_core.Missing, match="no test target"):
+        make_test.parts("book:\n\t@true\n")
     (repo / ".venv" / ".installed").unlink()
     with pytest.raises(_core.Missing, match="warm"):
         make_test.run(_core.Options(repo=repo))
@@ -728,23 +755,32 @@ def _sample_sections():
                 "configured_threads": 2,
                 "batched_seconds_by_threads": {"1": 2.0, "2": 1.5},
                 "loop_seconds_by_threads": {"1": 9.0, "2": 12.0},
+                "func_seconds_by_threads": {"1": 3.0, "2": 2.7},
                 "batched_threads": 2,
                 "loop_threads": 1,
+                "func_threads": 2,
                 "speedup": 6.0,
                 "speedup_same_threads": 8.0,
+                "speedup_vs_func": 1.8,
+                "func_speedup": 3.33,
                 "profile": {
-                    "batched": {
-                        "threads": 2,
-                        "seconds_per_epoch": 0.15,
-                        "matmul_seconds_per_epoch": 0.1,
-                    },
-                    "loop": {
-                        "threads": 1,
-                        "seconds_per_epoch": 0.9,
-                        "matmul_seconds_per_epoch": 0.2,
-                    },
+                    name: {
+                        "threads": threads,
+                        "seconds_per_epoch": total,
+                        "matmul_seconds_per_epoch": matmul,
+                        "optimizer_seconds_per_epoch": 0.01,
+                        "activation_seconds_per_epoch": 0.01,
+                        "loss_seconds_per_epoch": 0.01,
+                    }
+                    for name, threads, total, matmul in (
+                        ("batched", 2, 0.15, 0.1),
+                        ("loop", 1, 0.9, 0.2),
+                        ("func", 2, 0.27, 0.1),
+                    )
                 },
+                "overhead_ms_per_step": {"batched_ms_per_step": 0.7, "loop_ms_per_step": 0.35},
                 "speedup_ceiling": 9.0,
+                "speedup_ceiling_arithmetic": 7.0,
                 "float32": {
                     "max_accuracy_difference_examples": 3,
                     "max_relative_loss_difference": 1e-3,
@@ -759,6 +795,38 @@ def _sample_sections():
                     "mean_accuracy_loop": 0.7,
                     "mean_accuracy_batched": 0.7,
                     "epochs": 3,
+                },
+                "float32_func": {
+                    "max_accuracy_difference_examples": 4,
+                    "max_relative_loss_difference": 2e-3,
+                    "max_abs_parameter_difference": 0.2,
+                    "mean_accuracy_loop": 0.8,
+                    "mean_accuracy_batched": 0.81,
+                },
+                "float64_func": {
+                    "max_accuracy_difference_examples": 0,
+                    "max_relative_loss_difference": 0.0,
+                    "max_abs_parameter_difference": 2e-16,
+                    "mean_accuracy_loop": 0.7,
+                    "mean_accuracy_batched": 0.7,
+                    "epochs": 3,
+                },
+            }
+        ),
+        "layers": _section(
+            {
+                "models": 40,
+                "batch_size": 100,
+                "train_examples": 4000,
+                "optimizer": "adam",
+                "configured_threads": 2,
+                "variants": {
+                    "fixed slopes (8 x 5 seeds)": {
+                        "ms_per_step": 8.0,
+                        "threads": 2,
+                        "relative_to_fixed_slopes": 1.0,
+                    },
+                    "GELU": {"ms_per_step": 10.0, "threads": 2, "relative_to_fixed_slopes": 1.25},
                 },
             }
         ),
@@ -810,7 +878,7 @@ def _sample_sections():
                 },
             }
         ),
-        "probes": _section(
+        "microtimings": _section(
             {
                 "cross_entropy": {"last_dim_ms": 1.1, "middle_dim_ms": 0.26},
                 "elementwise": {"where_us": 309.0, "multiply_us": 11.0, "leaky_relu_us": 16.0},
@@ -856,12 +924,41 @@ def test_render_has_every_block_and_every_figure():
     assert "| a class (`--jobs 2`) | 30 | 200.00 | 6.70 | 12.00 |" in text
     assert "1e+03 | `leaky_relu`" in text
     assert "could be at most **9.00x** faster" in text
+    assert "**Against `torch.func`: 1.80x**" in text
+    assert "| `torch.func` ensemble | 2 | 2.70 |" in text
+    assert "ceiling is **7.00x**" in text and "0.70 ms for one batched step" in text
+    assert (
+        "| everything else (Python, dispatch, autograd, copies) | 0.020 | 0.140 | 0.670 |" in text
+    )
+    assert "| GELU | 10.00 | 2 | 1.25x |" in text
     assert "| `x.clone()`, 1e5 floats, 1 / 2 threads | 18.0 / 25.0 µs |" in text
     assert "| 71.3 / 140.1 GFLOP/s |" in text
 
 
-def test_probes_measure_every_probe():
-    results, budgets = probes.run(_core.Options(quick=True, runs=1))
+def test_layers_benchmark_times_every_variant(monkeypatch):
+    monkeypatch.setattr(
+        layers,
+        "VARIANTS",
+        {
+            "fixed slopes": ([40, 8, 10], None, {}),
+            "GELU + batch norm": ([40, 8, 8, 10], "gelu", {"batch_norm": True}),
+            "RReLU + skips": ([40, 8, 8, 10], "rrelu", {"residual": True}),
+        },
+    )
+    monkeypatch.setattr(layers, "SLOPES", [0.0, 0.1])
+    monkeypatch.setattr(layers, "SEEDS", [0, 1])
+    monkeypatch.setattr(layers, "MODELS", 4)
+    results, budgets = layers.run(_core.Options(quick=True, runs=1))
+    assert budgets == [] and results["train_examples"] == 10 * layers.BATCH_SIZE
+    variants = results["variants"]
+    assert list(variants) == ["fixed slopes", "GELU + batch norm", "RReLU + skips"]
+    assert all(v["ms_per_step"] > 0 for v in variants.values())
+    assert variants["fixed slopes"]["relative_to_fixed_slopes"] == 1.0
+    assert variants["GELU + batch norm"]["batch_norm"] is True
+
+
+def test_microtimings_measure_every_timing():
+    results, budgets = microtimings.run(_core.Options(quick=True, runs=1))
     assert budgets == []
     values = [
         *results["cross_entropy"].values(),
@@ -951,7 +1048,14 @@ def test_names_and_selection():
     args = cli.parser().parse_args(["--quick", "--only", "make_test,kernels"])
     assert cli.selected(args) == ["kernels", "make_test"]
     args = cli.parser().parse_args(["--skip", "make_test,book"])
-    assert cli.selected(args) == ["notebooks", "training", "kernels", "probes", "grading"]
+    assert cli.selected(args) == [
+        "notebooks",
+        "training",
+        "layers",
+        "kernels",
+        "microtimings",
+        "grading",
+    ]
 
 
 @pytest.mark.parametrize(
