@@ -261,7 +261,9 @@ def _launch_problems(docname: str, facts: dict) -> list[str]:
         return problems
     repo_path = urlsplit(repo_url).path.strip("/")
     branch = settings["repository"].get("branch", "")
-    in_repo = str(Path(settings["repository"].get("path_to_book") or "") / f"{docname}.ipynb")
+    # An exercise page launches the blank notebook (_ext/exercise_buttons.py), not the solved one.
+    launched = docname.replace("solutions/", "exercises/", 1)
+    in_repo = str(Path(settings["repository"].get("path_to_book") or "") / f"{launched}.ipynb")
     expected = {
         "Binder": f"{settings['launch'].get('binderhub_url', '').rstrip('/')}/v2/gh/{repo_path}/"
         f"{branch}?urlpath=lab/tree/{in_repo}",
