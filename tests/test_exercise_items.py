@@ -88,19 +88,27 @@ def wrong_namespace(source: str) -> dict:
 WRONG: dict[str, dict[str, str]] = {
     "01.born_dead_probability": {
         "union bound": "def born_dead_probability(width, depth):\n    return depth * 2.0 ** -width",
-        "survival instead of death": "def born_dead_probability(width, depth):\n    return (1 - 2.0 ** -width) ** depth",
-        "width and depth swapped": "def born_dead_probability(width, depth):\n    return 1 - (1 - 2.0 ** -depth) ** width",
-        "one unit per layer": "def born_dead_probability(width, depth):\n    return 1 - 0.5 ** depth",
+        "survival instead of death": "def born_dead_probability(width, depth):\n"
+        "    return (1 - 2.0 ** -width) ** depth",
+        "width and depth swapped": "def born_dead_probability(width, depth):\n"
+        "    return 1 - (1 - 2.0 ** -depth) ** width",
+        "one unit per layer": "def born_dead_probability(width, depth):\n"
+        "    return 1 - 0.5 ** depth",
     },
     "01.dead_unit_mask": {
-        "strict < 0": "def dead_unit_mask(z):\n    return (z.reshape(z.shape[0], -1) < 0).all(dim=0)",
-        "any instead of all": "def dead_unit_mask(z):\n    return (z.reshape(z.shape[0], -1) <= 0).any(dim=0)",
+        "strict < 0": "def dead_unit_mask(z):\n"
+        "    return (z.reshape(z.shape[0], -1) < 0).all(dim=0)",
+        "any instead of all": "def dead_unit_mask(z):\n"
+        "    return (z.reshape(z.shape[0], -1) <= 0).any(dim=0)",
         "not flattened": "def dead_unit_mask(z):\n    return (z <= 0).all(dim=0)",
-        "a fraction, not a mask": "def dead_unit_mask(z):\n    return (z.reshape(z.shape[0], -1) <= 0).double().mean(dim=0)",
+        "a fraction, not a mask": "def dead_unit_mask(z):\n"
+        "    return (z.reshape(z.shape[0], -1) <= 0).double().mean(dim=0)",
     },
     "02.leaky_relu_from_scratch": {
-        "max(x, a x)": "def leaky_relu_from_scratch(x, negative_slope):\n    return torch.maximum(x, negative_slope * x)",
-        "slope ignored": "def leaky_relu_from_scratch(x, negative_slope):\n    return F.leaky_relu(x)",
+        "max(x, a x)": "def leaky_relu_from_scratch(x, negative_slope):\n"
+        "    return torch.maximum(x, negative_slope * x)",
+        "slope ignored": "def leaky_relu_from_scratch(x, negative_slope):\n"
+        "    return F.leaky_relu(x)",
         "constant negative side": "def leaky_relu_from_scratch(x, negative_slope):\n"
         "    return torch.where(x > 0, x, torch.full_like(x, negative_slope))",
         "always float32": "def leaky_relu_from_scratch(x, negative_slope):\n"
@@ -118,7 +126,8 @@ WRONG: dict[str, dict[str, str]] = {
     "02.leaky_relu_derivative": {
         "1 at zero": "def leaky_relu_derivative(x, negative_slope):\n"
         "    return torch.where(x >= 0, torch.ones_like(x), torch.full_like(x, negative_slope))",
-        "ReLU's derivative": "def leaky_relu_derivative(x, negative_slope):\n    return (x > 0).to(x.dtype)",
+        "ReLU's derivative": "def leaky_relu_derivative(x, negative_slope):\n"
+        "    return (x > 0).to(x.dtype)",
         "the function, not the derivative": "def leaky_relu_derivative(x, negative_slope):\n"
         "    return torch.where(x > 0, x, negative_slope * x)",
     },
@@ -126,34 +135,42 @@ WRONG: dict[str, dict[str, str]] = {
         "slope 0.1": """
             class MLP(nn.Sequential):
                 def __init__(self, activation):
-                    act = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.1), "prelu": nn.PReLU}[activation]
-                    super().__init__(nn.Linear(40, 64), act(), nn.Linear(64, 64), act(), nn.Linear(64, 10))
+                    act = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.1),
+                           "prelu": nn.PReLU}[activation]
+                    super().__init__(nn.Linear(40, 64), act(), nn.Linear(64, 64), act(),
+                                     nn.Linear(64, 10))
         """,
         "activation after the output layer": """
             class MLP(nn.Sequential):
                 def __init__(self, activation):
-                    act = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01), "prelu": nn.PReLU}[activation]
-                    super().__init__(nn.Linear(40, 64), act(), nn.Linear(64, 64), act(), nn.Linear(64, 10), act())
+                    act = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01),
+                           "prelu": nn.PReLU}[activation]
+                    super().__init__(nn.Linear(40, 64), act(), nn.Linear(64, 64), act(),
+                                     nn.Linear(64, 10), act())
         """,
         "one PReLU shared by both layers": """
             class MLP(nn.Sequential):
                 def __init__(self, activation):
-                    act = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01), "prelu": nn.PReLU}[activation]()
-                    super().__init__(nn.Linear(40, 64), act, nn.Linear(64, 64), act, nn.Linear(64, 10))
+                    act = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01),
+                           "prelu": nn.PReLU}[activation]()
+                    super().__init__(nn.Linear(40, 64), act, nn.Linear(64, 64), act,
+                                     nn.Linear(64, 10))
         """,
         "channel-wise PReLU": """
             class MLP(nn.Sequential):
                 def __init__(self, activation):
                     act = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01),
                            "prelu": lambda: nn.PReLU(64)}[activation]
-                    super().__init__(nn.Linear(40, 64), act(), nn.Linear(64, 64), act(), nn.Linear(64, 10))
+                    super().__init__(nn.Linear(40, 64), act(), nn.Linear(64, 64), act(),
+                                     nn.Linear(64, 10))
         """,
     },
     "03.zero_activation_fraction": {
         "non-positive pre-activations": """
             def zero_activation_fraction(model, x):
                 seen = []
-                hooks = [m.register_forward_pre_hook(lambda m, args: seen.append(args[0])) for m in model.modules()
+                hooks = [m.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+                         for m in model.modules()
                          if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.PReLU))]
                 with torch.no_grad():
                     model(x)
@@ -164,7 +181,8 @@ WRONG: dict[str, dict[str, str]] = {
         "ReLU modules only": """
             def zero_activation_fraction(model, x):
                 seen = []
-                hooks = [m.register_forward_hook(lambda m, i, out: seen.append(out)) for m in model.modules()
+                hooks = [m.register_forward_hook(lambda m, i, out: seen.append(out))
+                         for m in model.modules()
                          if isinstance(m, nn.ReLU)]
                 with torch.no_grad():
                     model(x)
@@ -175,7 +193,8 @@ WRONG: dict[str, dict[str, str]] = {
         "every layer's output counted": """
             def zero_activation_fraction(model, x):
                 seen = []
-                hooks = [m.register_forward_hook(lambda m, i, out: seen.append(out)) for m in model.modules()
+                hooks = [m.register_forward_hook(lambda m, i, out: seen.append(out))
+                         for m in model.modules()
                          if not list(m.children())]
                 with torch.no_grad():
                     model(x)
@@ -253,11 +272,14 @@ WRONG: dict[str, dict[str, str]] = {
     "04.count_prelu_slopes": {
         "PReLU modules counted": "def count_prelu_slopes(model):\n"
         "    return sum(1 for m in model.modules() if isinstance(m, nn.PReLU))",
-        "all parameters counted": "def count_prelu_slopes(model):\n    return sum(p.numel() for p in model.parameters())",
+        "all parameters counted": "def count_prelu_slopes(model):\n"
+        "    return sum(p.numel() for p in model.parameters())",
     },
     "05.matched_gain": {
-        "no square root": "def matched_gain(negative_slope):\n    return 2.0 / (1.0 + negative_slope ** 2)",
-        "slope not squared": "def matched_gain(negative_slope):\n    return math.sqrt(2.0 / (1.0 + negative_slope))",
+        "no square root": "def matched_gain(negative_slope):\n"
+        "    return 2.0 / (1.0 + negative_slope ** 2)",
+        "slope not squared": "def matched_gain(negative_slope):\n"
+        "    return math.sqrt(2.0 / (1.0 + negative_slope))",
         "ReLU's gain": "def matched_gain(negative_slope):\n    return math.sqrt(2.0)",
     },
     "05.init_leaky_": {
@@ -274,7 +296,8 @@ WRONG: dict[str, dict[str, str]] = {
             def init_leaky_(module, negative_slope):
                 for m in module.modules():
                     if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-                        nn.init.kaiming_uniform_(m.weight, a=negative_slope, nonlinearity="leaky_relu")
+                        nn.init.kaiming_uniform_(m.weight, a=negative_slope,
+                                                 nonlinearity="leaky_relu")
                         if m.bias is not None:
                             nn.init.zeros_(m.bias)
                 return module
@@ -283,7 +306,8 @@ WRONG: dict[str, dict[str, str]] = {
             def init_leaky_(module, negative_slope):
                 for m in module.modules():
                     if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-                        nn.init.kaiming_normal_(m.weight, a=negative_slope, mode="fan_out", nonlinearity="leaky_relu")
+                        nn.init.kaiming_normal_(m.weight, a=negative_slope, mode="fan_out",
+                                                nonlinearity="leaky_relu")
                         if m.bias is not None:
                             nn.init.zeros_(m.bias)
                 return module
@@ -293,7 +317,8 @@ WRONG: dict[str, dict[str, str]] = {
                 for m in module.modules():
                     if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
                         fan_in = m.weight[0].numel()
-                        nn.init.normal_(m.weight, 0.0, (2.0 / (1 + negative_slope ** 2)) / math.sqrt(fan_in))
+                        nn.init.normal_(m.weight, 0.0,
+                                        (2.0 / (1 + negative_slope ** 2)) / math.sqrt(fan_in))
                         if m.bias is not None:
                             nn.init.zeros_(m.bias)
                 return module
@@ -302,7 +327,8 @@ WRONG: dict[str, dict[str, str]] = {
             def init_leaky_(module, negative_slope):
                 for m in module.modules():
                     if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-                        nn.init.kaiming_normal_(m.weight, a=negative_slope, nonlinearity="leaky_relu")
+                        nn.init.kaiming_normal_(m.weight, a=negative_slope,
+                                                nonlinearity="leaky_relu")
                 return module
         """,
         "every 1-D parameter zeroed (PReLU slopes too)": """
@@ -316,8 +342,10 @@ WRONG: dict[str, dict[str, str]] = {
         """,
     },
     "05.mismatch_growth": {
-        "standard deviation, not second moment": "def mismatch_growth(actual_slope, assumed_slope, depth):\n"
-        "    return math.sqrt((1 + actual_slope ** 2) / (1 + assumed_slope ** 2)) ** depth",
+        "standard deviation, not second moment": (
+            "def mismatch_growth(actual_slope, assumed_slope, depth):\n"
+            "    return math.sqrt((1 + actual_slope ** 2) / (1 + assumed_slope ** 2)) ** depth"
+        ),
         "slopes not squared": "def mismatch_growth(actual_slope, assumed_slope, depth):\n"
         "    return ((1 + abs(actual_slope)) / (1 + abs(assumed_slope))) ** depth",
         "ratio inverted": "def mismatch_growth(actual_slope, assumed_slope, depth):\n"
@@ -338,15 +366,19 @@ WRONG: dict[str, dict[str, str]] = {
             def no_decay_param_groups(model, weight_decay):
                 decay, no_decay = [], []
                 for name, param in model.named_parameters():
-                    (no_decay if "prelu" in name.lower() or name.endswith("bias") else decay).append(param)
-                return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+                    (no_decay if "prelu" in name.lower() or name.endswith("bias")
+                     else decay).append(param)
+                return [{"params": decay, "weight_decay": weight_decay},
+                        {"params": no_decay, "weight_decay": 0.0}]
         """,
         "only PReLU exempt": """
             def no_decay_param_groups(model, weight_decay):
-                slopes = {id(p) for m in model.modules() if isinstance(m, nn.PReLU) for p in m.parameters()}
+                slopes = {id(p) for m in model.modules() if isinstance(m, nn.PReLU)
+                          for p in m.parameters()}
                 decay = [p for p in model.parameters() if id(p) not in slopes]
                 no_decay = [p for p in model.parameters() if id(p) in slopes]
-                return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+                return [{"params": decay, "weight_decay": weight_decay},
+                        {"params": no_decay, "weight_decay": 0.0}]
         """,
         "norm layers decayed": """
             def no_decay_param_groups(model, weight_decay):
@@ -357,14 +389,19 @@ WRONG: dict[str, dict[str, str]] = {
                             exempt.add(id(p))
                 decay = [p for p in model.parameters() if id(p) not in exempt]
                 no_decay = [p for p in model.parameters() if id(p) in exempt]
-                return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+                return [{"params": decay, "weight_decay": weight_decay},
+                        {"params": no_decay, "weight_decay": 0.0}]
         """,
         "generators instead of lists": """
             def no_decay_param_groups(model, weight_decay):
-                slopes = {id(p) for m in model.modules() if isinstance(m, (nn.PReLU, nn.BatchNorm1d)) for p in m.parameters()}
-                slopes |= {id(m.bias) for m in model.modules() if getattr(m, "bias", None) is not None}
-                return [{"params": (p for p in model.parameters() if id(p) not in slopes), "weight_decay": weight_decay},
-                        {"params": (p for p in model.parameters() if id(p) in slopes), "weight_decay": 0.0}]
+                slopes = {id(p) for m in model.modules()
+                          if isinstance(m, (nn.PReLU, nn.BatchNorm1d)) for p in m.parameters()}
+                slopes |= {id(m.bias) for m in model.modules()
+                           if getattr(m, "bias", None) is not None}
+                return [{"params": (p for p in model.parameters() if id(p) not in slopes),
+                         "weight_decay": weight_decay},
+                        {"params": (p for p in model.parameters() if id(p) in slopes),
+                         "weight_decay": 0.0}]
         """,
         "decay everywhere": """
             def no_decay_param_groups(model, weight_decay):
@@ -441,7 +478,8 @@ def test_wrong_answers_fail_the_hidden_cases_too():
         # Public slopes are 0 or have |a| = 1 or small: ignoring the square root of 2 / (1 + a^2)
         # passes a = 1 and nothing else.
         "05.mismatch_growth": "def mismatch_growth(a, b, depth):\n"
-        "    table = {(0.2, 0.2, 10): 1.0, (0.0, 1.0, 1): 0.5, (1.0, 0.0, 4): 16.0, (0.3, 0.0, 20): 1.09 ** 20}\n"
+        "    table = {(0.2, 0.2, 10): 1.0, (0.0, 1.0, 1): 0.5, (1.0, 0.0, 4): 16.0,\n"
+        "             (0.3, 0.0, 20): 1.09 ** 20}\n"
         "    return table[(a, b, depth)]",
     }
     for item_id, source in fits_public.items():
@@ -557,7 +595,7 @@ def _wrong_notebook(notebook: str) -> dict:
 
 
 @pytest.mark.slow
-def test_real_grader_gives_wrong_answers_zero(tmp_path):
+def test_real_grader_gives_wrong_answers_no_more_than_the_cases_they_pass(tmp_path):
     if not Path("/proc/self").exists():
         pytest.skip("the sandboxed grader needs Linux")
     from rectifiers.grading.engine import Grader
@@ -576,8 +614,15 @@ def test_real_grader_gives_wrong_answers_zero(tmp_path):
         for row in result.rows:
             if row.status == "manual":
                 continue
-            assert row.points == 0 and row.status in ("failed", "error"), row
+            assert row.status in ("failed", "error"), row
             assert "not attempted" not in row.detail, row
+            item = next(i for i in REGISTRY[result.notebook] if i.id == row.exercise)
+            counted = re.match(r"(\d+) of (\d+) cases passed", row.detail)
+            if item.credit == "all" or counted is None:
+                assert row.points == 0, row
+            else:  # partial credit: only the cases it got right, never the whole item
+                passed, total = int(counted[1]), int(counted[2])
+                assert passed < total and row.points == round(item.points * passed / total, 2)
     shutil.rmtree(tmp_path / "submissions")
 
 

@@ -22,8 +22,8 @@ def test_pass_line_and_return_value(capsys):
     assert check("ex.leaky_relu", {"leaky_relu": _leaky}) is None
     out = capsys.readouterr().out
     assert (
-        out
-        == "\u2705 PASS: `leaky_relu` passed 3 public checks. Grading also runs hidden checks on new inputs.\n"
+        out == "\u2705 PASS: `leaky_relu` passed 3 public checks. "
+        "Grading also runs hidden checks on new inputs.\n"
     )
 
 
@@ -31,7 +31,8 @@ def test_fail_line_names_the_case_the_difference_and_the_hint(capsys):
     check("ex.leaky_relu", {"leaky_relu": lambda x, negative_slope=0.01: x})
     out = capsys.readouterr().out
     assert out.startswith(
-        "\u274c FAIL: check 1 of 3, leaky_relu(tensor([-2, -0.5, 0, 1.5], dtype=float32), negative_slope=0.1)"
+        "\u274c FAIL: check 1 of 3, "
+        "leaky_relu(tensor([-2, -0.5, 0, 1.5], dtype=float32), negative_slope=0.1)"
     )
     assert "expected -0.2" in out and f"Hint: {ex.LEAKY_RELU.hint}" in out
     assert "Traceback" not in out

@@ -156,7 +156,7 @@ def test_module_spec():
     )
     a, b = spec.build(), spec.build()
     assert [n for n, _ in a.named_parameters()] == ["0.weight", "0.bias", "1.weight"]
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
     assert it.ModuleSpec.from_plain(spec.to_plain()) == spec
     assert str(spec) == "Sequential(Linear(in_features=4, out_features=3), PReLU(num_parameters=3))"
     assert isinstance(it.ModuleSpec((("relu", {}),)).build(), torch.nn.ReLU)
@@ -201,10 +201,13 @@ def test_function_item_with_a_module_argument_compares_parameter_references():
         probe.handle({"param_groups": _param_groups}, GROUPS.request(case))["output"]
     )
     assert GROUPS.compare(good, expected) == (True, "")
-    swapped = lambda m, wd: [
-        {"params": [m[0].bias], "weight_decay": wd},
-        {"params": [m[0].weight, m[1].weight], "weight_decay": 0.0},
-    ]  # noqa: E731
+
+    def swapped(m, wd):
+        return [
+            {"params": [m[0].bias], "weight_decay": wd},
+            {"params": [m[0].weight, m[1].weight], "weight_decay": 0.0},
+        ]
+
     bad = wire.decode(probe.handle({"param_groups": swapped}, GROUPS.request(case))["output"])
     ok, detail = GROUPS.compare(bad, expected)
     assert not ok and "ParamRef" in detail
@@ -281,11 +284,12 @@ def test_example_hidden_cases_depend_on_the_seed():
     first, again, other = draw(1), draw(1), draw(2)
     assert len(first) == 6
     assert all(
-        torch.equal(a.args[0], b.args[0]) and a.kwargs == b.kwargs for a, b in zip(first, again)
+        torch.equal(a.args[0], b.args[0]) and a.kwargs == b.kwargs
+        for a, b in zip(first, again, strict=True)
     )
     assert any(
         a.args[0].shape != b.args[0].shape or not torch.equal(a.args[0], b.args[0])
-        for a, b in zip(first, other)
+        for a, b in zip(first, other, strict=True)
     )
     assert len(ex.PRELU_MODULE.hidden_cases(torch.Generator().manual_seed(1))) == 3
 

@@ -42,10 +42,9 @@ class CheckResult:
     def html(self) -> str:
         """The same line, styled."""
         icon, colour, background = _STYLE[self.status]
-        return (
-            f'<div style="border-left:4px solid {colour};background:{background};padding:0.4em 0.8em;">'
-            f'{icon} <strong style="color:{colour}">{self.status}</strong>: {html.escape(self.message)}</div>'
-        )
+        box = f"border-left:4px solid {colour};background:{background};padding:0.4em 0.8em;"
+        label = f'<strong style="color:{colour}">{self.status}</strong>'
+        return f'<div style="{box}">{icon} {label}: {html.escape(self.message)}</div>'
 
 
 def run_public_checks(item: Item, namespace: Mapping[str, Any]) -> CheckResult:
@@ -67,7 +66,8 @@ def run_public_checks(item: Item, namespace: Mapping[str, Any]) -> CheckResult:
         if status == "error":
             return CheckResult(
                 "FAIL",
-                f"{item.describe(case)} raised {reply['type']}: {reply['message']}. Hint: {item.hint}".rstrip(),
+                f"{item.describe(case)} raised {reply['type']}: {reply['message']}. "
+                f"Hint: {item.hint}".rstrip(),
             )
         try:
             output = wire.decode(reply["output"])
@@ -77,7 +77,8 @@ def run_public_checks(item: Item, namespace: Mapping[str, Any]) -> CheckResult:
         if not ok:
             return CheckResult(
                 "FAIL",
-                f"check {index} of {len(cases)}, {item.describe(case)}: {detail}. Hint: {item.hint}".rstrip(),
+                f"check {index} of {len(cases)}, {item.describe(case)}: {detail}. "
+                f"Hint: {item.hint}".rstrip(),
             )
     return CheckResult(
         "PASS",
