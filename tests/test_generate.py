@@ -1,4 +1,4 @@
-"""``make-exercises``: solution notebooks in, exercise notebooks out, deterministic and leak-free."""
+"""``make-exercises``: solutions in, exercise notebooks out, deterministic and leak-free."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import nbformat
 import pytest
 
 from rectifiers.grading import generate as gen
-from rectifiers.grading import notebook as nbread
 from rectifiers.grading.items import EXAMPLES, REGISTRY, combined
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,8 +20,9 @@ FOLDERS = {
     "fixtures": (FIXTURES / "solutions", FIXTURES / "exercises"),
     "course": (REPO / "solutions", REPO / "exercises"),
 }
+# The course's solutions are MyST sources (read through jupytext); the fixture is an .ipynb.
 SOLUTIONS = [FIXTURES / "solutions" / "00_examples.ipynb"] + sorted(
-    (REPO / "solutions").glob("*.ipynb")
+    (REPO / "solutions").glob("*.md")
 )
 STUB = 'raise NotImplementedError("Exercise {}: replace this line with your solution")'
 
@@ -153,7 +153,8 @@ def test_generated_notebooks_are_valid_deterministic_and_leak_free(path):
 def test_solution_region_becomes_an_indented_stub():
     solution = _nb(
         _code(
-            "def f(x):\n    # BEGIN SOLUTION\n    y = 2 * x\n    return y\n    # END SOLUTION\n\nz = 1"
+            "def f(x):\n    # BEGIN SOLUTION\n    y = 2 * x\n    return y\n"
+            "    # END SOLUTION\n\nz = 1"
         ),
         _code('check("demo.f", globals())'),
     )
@@ -220,7 +221,8 @@ def test_gated_solution_blocks_are_dropped_across_cells_but_the_exercise_code_st
 def test_solution_directive_is_cut_out_of_a_cell():
     solution = _nb(
         _md(
-            "Exercise text.\n\n````{solution} ex-1\n```python\ncode = 1\n```\nmodel answer\n````\nAfter."
+            "Exercise text.\n\n````{solution} ex-1\n```python\ncode = 1\n```\n"
+            "model answer\n````\nAfter."
         )
     )
     assert _sources(gen.generate(solution)) == ["Exercise text.\n\nAfter."]
@@ -266,7 +268,7 @@ def test_unreadable_solution_is_a_generate_error(tmp_path, capsys):
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
 def test_solution_notebooks_follow_the_contract(path):
     registry = combined(REGISTRY, EXAMPLES)
-    assert gen.lint(nbread.parse(path.read_bytes()), path.stem, registry) == []
+    assert gen.lint(gen.read_solution(path), path.stem, registry) == []
 
 
 def test_lint_reports_contract_breaches():
@@ -298,3 +300,120 @@ def test_lint_reports_contract_breaches():
     assert gen.lint(solution, "99_unknown", registry) == [
         "99_unknown: no items are registered for this notebook"
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# MyST sources, and the guarantees the notebook-building DSL used to give
+
+
+def _pair(tmp_path: Path, stem: str = "02_derivatives") -> Path:
+    folder = tmp_path / "solutions"
+    folder.mkdir(exist_ok=True)
+    for suffix in (".md", ".ipynb"):
+        shutil.copy(REPO / "solutions" / f"{stem}{suffix}", folder / f"{stem}{suffix}")
+    return folder / f"{stem}.md"
+
+
+def _edit_pair(md: Path, old: str, new: str) -> None:
+    """Edit the source and write its twin from it (keeping ids), as `make notebook` would."""
+    text = md.read_text()
+    assert old in text
+    md.write_text(text.replace(old, new, 1))
+    nbformat.write(gen.read_source(md), md.with_suffix(".ipynb"))
+
+
+def test_the_myst_source_generates_what_its_twin_generates(tmp_path):
+    md = _pair(tmp_path)
+    from_text = gen.generate_file(md)
+    assert from_text == gen.generate_file(md.with_suffix(".ipynb"))
+    assert from_text == (REPO / "exercises" / "02_derivatives.ipynb").read_text()
+
+
+def test_an_out_of_sync_source_stops_the_generation(tmp_path, capsys):
+    md = _pair(tmp_path)
+    md.write_text(md.read_text().replace("Leaky ReLU", "Leaky ReLU (edited)", 1))
+    with pytest.raises(gen.GenerateError, match="make notebook NB="):
+        gen.generate_file(md)
+    out = tmp_path / "exercises"
+    assert gen.main(["--check", "--solutions", str(md.parent), "--exercises", str(out)]) == 1
+    assert "differs from" in capsys.readouterr().err
+
+
+def test_cell_ids_come_from_the_twin_and_survive_an_inserted_cell(tmp_path):
+    md = _pair(tmp_path)
+    before = json.loads(gen.generate_file(md))
+    _edit_pair(md, "## Setup", "A new paragraph.\n\n+++\n\n## Setup")
+    after = json.loads(gen.generate_file(md))
+    ids_before = [c["id"] for c in before["cells"]]
+    ids_after = [c["id"] for c in after["cells"]]
+    assert len(ids_after) == len(ids_before) + 1
+    assert set(ids_before) <= set(ids_after)  # no existing cell was renumbered
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        (
+            "**(`leaky_relu_from_scratch`, 2 points)**",
+            "**(`leaky_relu_from_scratch`, 3 points)**",
+            "gives `leaky_relu_from_scratch` 3 points, the registry 2",
+        ),
+        (
+            "**(`leaky_relu_from_scratch`, 2 points)**",
+            "**(`leaky_relu_from_scratch`, 2 points; `nope`, 1 point)**",
+            "names `nope`, which is no auto-graded item",
+        ),
+        (
+            "**(`leaky_relu_from_scratch`, 2 points)**",
+            "Two points.",
+            "must start with its points line",
+        ),
+        ("| **Total** | | **6** |", "| **Total** | | **7** |", "total is 7, the registry's 6"),
+        (
+            "| `relu_as_leaky` | checked automatically | 1 |",
+            "| `relu_as_leaky` | checked automatically | 2 |",
+            "is not a registered item with those points",
+        ),
+    ],
+)
+def test_points_in_the_notebook_must_be_the_registrys(tmp_path, old, new, message, capsys):
+    md = _pair(tmp_path)
+    _edit_pair(md, old, new)
+    problems = "\n".join(gen.lint(gen.read_solution(md), md.stem, REGISTRY))
+    assert message in problems
+    out = tmp_path / "exercises"
+    shutil.copytree(REPO / "exercises", out)
+    assert gen.main(["--check", "--solutions", str(md.parent), "--exercises", str(out)]) == 1
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        (
+            "(2 points, graded by hand)",
+            "(3 points, graded by hand)",
+            "the answer cell of '05.fan_mode' must say '(2 points, graded by hand)'",
+        ),
+        (
+            "written answer, 2 points",
+            "written answer, 1 point",
+            "written answer '05.fan_mode' are not the registry's 2",
+        ),
+    ],
+)
+def test_written_answer_points_must_be_the_registrys(tmp_path, old, new, message):
+    md = _pair(tmp_path, "05_initialisation")
+    _edit_pair(md, old, new)
+    assert message in "\n".join(gen.lint(gen.read_solution(md), md.stem, REGISTRY))
+
+
+def test_bad_or_repeated_cell_ids_are_reported():
+    solution = _nb(_md("a"), _md("b"), _md("c"))
+    solution["cells"][0]["id"] = "x"
+    solution["cells"][1]["id"] = "x"
+    solution["cells"][2]["id"] = "not valid!"
+    problems = "\n".join(
+        gen.lint(solution, "00_examples", {"00_examples": EXAMPLES["00_examples"]})
+    )
+    assert "id 'x' repeats" in problems and "'not valid!' is missing or not" in problems

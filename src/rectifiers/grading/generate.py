@@ -1,8 +1,14 @@
-"""``make-exercises``: generate ``exercises/NN_topic.ipynb`` from ``solutions/NN_topic.ipynb``.
+"""``make-exercises``: generate ``exercises/NN_topic.ipynb`` from ``solutions/NN_topic.md``.
 
 Usage::
 
     make-exercises [--check] [--solutions DIR] [--exercises DIR]
+
+A solution notebook is a jupytext pair (CONTRIBUTING.md): ``NN_topic.md``, MyST Markdown, the
+source that is edited, and ``NN_topic.ipynb``, its executed twin. The source is read through
+jupytext; the cell ids come from the twin, so they stay the same from one generation to the
+next, and the pair must be in sync (``make notebook NB=solutions/NN_topic.md`` syncs it). A
+solution folder without ``.md`` files (a test fixture) is read from its ``.ipynb`` files.
 
 What changes from a solution notebook to its exercise notebook:
 
@@ -27,30 +33,46 @@ What changes from a solution notebook to its exercise notebook:
   and a final newline. Generating twice gives byte-identical files.
 
 ``--check`` writes nothing: it exits 1 and names every exercise notebook that differs from what
-would be generated, is missing, or has no solution notebook.
+would be generated, is missing, or has no solution notebook, and every problem :func:`lint`
+finds in a solution. The lint holds what the solution notebooks promise the grader and the
+reader: each auto-graded item has exactly one check cell, right after the cell that defines its
+name; each written item exactly one answer cell followed by its rubric; the points in every
+``{exercise}`` header, answer cell and points table are those of the item registry; and the
+cell ids are valid and unique (the exercise notebook keeps them).
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import notebook as nbread
+from .exercise_lint import CELL_ID as _CELL_ID
+from .exercise_lint import CHECK_CELL, CHECK_IMPORT, check_cell_id, lint
+
+__all__ = [
+    "CHECK_CELL",
+    "CHECK_IMPORT",
+    "GenerateError",
+    "check_cell_id",
+    "generate",
+    "generate_file",
+    "lint",
+    "main",
+    "pair_problems",
+    "read_solution",
+    "read_source",
+]
 
 BEGIN = "# BEGIN SOLUTION"
 END = "# END SOLUTION"
 STUB = 'raise NotImplementedError("Exercise {id}: replace this line with your solution")'
-CHECK_CELL = re.compile(r'^check\("([A-Za-z0-9][A-Za-z0-9_.-]{0,63})", globals\(\)\)$')
-CHECK_IMPORT = "from rectifiers.grading import check"
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
-_CELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: Every chapter and solution notebook is a jupytext pair: ``NN_topic.md`` (MyST, the source
 #: one edits) and ``NN_topic.ipynb`` (its executed twin).
 PAIRED_FORMATS = "ipynb,md:myst"
@@ -70,7 +92,7 @@ _DIRECTIVE = re.compile(
 
 
 class GenerateError(ValueError):
-    """A solution notebook that cannot be turned into an exercise notebook; the message says where."""
+    """A solution notebook that cannot become an exercise notebook; the message says where."""
 
 
 def read_source(md: Path) -> Any:
@@ -113,7 +135,7 @@ def pair_problems(md: Path) -> list[str]:
         problems.append(f"{twin}: metadata jupytext.formats is {formats!r}, not {PAIRED_FORMATS!r}")
     if len(text.cells) != len(executed.cells):
         problems.append(f"{md} has {len(text.cells)} cells, {twin} has {len(executed.cells)}")
-    for index, (ours, theirs) in enumerate(zip(text.cells, executed.cells)):
+    for index, (ours, theirs) in enumerate(zip(text.cells, executed.cells, strict=False)):
         first = (ours.source.splitlines() or [""])[0][:60]
         meta = {k: v for k, v in theirs.metadata.items() if k not in _IPYNB_ONLY_METADATA}
         if ours.cell_type != theirs.cell_type or ours.source != theirs.source:
@@ -127,12 +149,6 @@ def pair_problems(md: Path) -> list[str]:
     return problems
 
 
-def check_cell_id(source: str) -> str | None:
-    """The item id if ``source`` is exactly a check cell, else ``None``."""
-    match = CHECK_CELL.match(source.strip())
-    return match.group(1) if match else None
-
-
 def strip_solution_regions(source: str, item_id: str | None, where: str) -> str:
     """Replace each ``BEGIN``/``END SOLUTION`` region of a code cell by the stub line."""
     output, inside = [], False
@@ -144,7 +160,8 @@ def strip_solution_regions(source: str, item_id: str | None, where: str) -> str:
             if item_id is None:
                 raise GenerateError(
                     f"{where}: a solution region needs an item id: follow the cell with "
-                    'check("<item id>", globals()) or set the cell metadata {"grading": {"id": ...}}'
+                    'check("<item id>", globals()) or set the cell metadata '
+                    '{"grading": {"id": ...}}'
                 )
             inside = True
             indent = line[: len(line) - len(line.lstrip())]
@@ -218,10 +235,6 @@ def _next_code_cell(cells: list[nbread.Cell], position: int) -> nbread.Cell | No
     return next((c for c in cells[position + 1 :] if c.cell_type == "code"), None)
 
 
-def _previous_code_cell(cells: list[nbread.Cell], position: int) -> nbread.Cell | None:
-    return next((c for c in reversed(cells[:position]) if c.cell_type == "code"), None)
-
-
 def _lines(source: str) -> list[str]:
     return source.splitlines(keepends=True)
 
@@ -233,7 +246,7 @@ def generate(solution: dict, where: str = "notebook") -> dict:
     gated = _GatedState()
     out: list[dict] = []
     used_ids: set[str] = set()
-    for position, (cell, raw) in enumerate(zip(cells, raw_cells)):
+    for position, (cell, raw) in enumerate(zip(cells, raw_cells, strict=True)):
         here = f"{where}, cell {cell.index}"
         if cell.cell_type == "markdown":
             source = gated.markdown(cell.source, here)
@@ -288,112 +301,51 @@ def dumps(notebook: dict) -> str:
     return json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def read_solution(path: Path) -> dict:
+    """A solution notebook as a plain, checked nbformat-4 dict.
+
+    A ``.md`` path is read through jupytext (:func:`read_source`) and must be in sync with its
+    ``.ipynb`` twin, whose cell ids it takes; an ``.ipynb`` path is read as it is.
+
+    Raises:
+        GenerateError: the file cannot be read, or the pair is out of sync.
+    """
+    try:
+        if path.suffix == ".md":
+            problems = pair_problems(path)
+            if problems:
+                raise GenerateError(
+                    f"{problems[0]}: run `make notebook NB={path}` to sync and execute it"
+                )
+            data = json.dumps(read_source(path)).encode("utf-8")
+        else:
+            data = path.read_bytes()
+        return nbread.parse(data)
+    except (nbread.NotebookError, OSError, ValueError) as error:
+        if isinstance(error, GenerateError):
+            raise
+        raise GenerateError(f"{path}: {error}") from None
+
+
 def generate_file(solution_path: Path) -> str:
     """Text of the exercise notebook for the solution notebook at ``solution_path``."""
-    try:
-        solution = nbread.parse(solution_path.read_bytes())
-    except nbread.NotebookError as error:
-        raise GenerateError(f"{solution_path}: {error}") from None
-    return dumps(generate(solution, str(solution_path)))
+    return dumps(generate(read_solution(solution_path), str(solution_path)))
 
 
-def _top_level_names(source: str) -> set[str]:
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return set()
-    names = set()
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for target in targets:
-                for sub in ast.walk(target):
-                    if isinstance(sub, ast.Name):
-                        names.add(sub.id)
-    return names
-
-
-def lint(solution: dict, notebook: str, registry: Mapping[str, Sequence[Any]]) -> list[str]:
-    """Problems of a parsed solution notebook against the format contract and the item registry."""
-    problems = []
-    items = {item.id: item for item in registry.get(notebook, [])}
-    if not items:
-        return [f"{notebook}: no items are registered for this notebook"]
-    cells = nbread.cells(solution)
-    checks: dict[str, int] = {}
-    manual: dict[str, int] = {}
-    imported = False
-    for position, cell in enumerate(cells):
-        if cell.cell_type == "code" and CHECK_IMPORT in cell.source:
-            imported = True
-        item_id = check_cell_id(cell.source) if cell.cell_type == "code" else None
-        if item_id is not None:
-            checks[item_id] = checks.get(item_id, 0) + 1
-            if not imported:
-                problems.append(f"cell {cell.index}: check cell before {CHECK_IMPORT!r}")
-            item = items.get(item_id)
-            if item is None:
-                problems.append(
-                    f"cell {cell.index}: check id {item_id!r} is not a registered item of {notebook}"
-                )
-            elif item.kind != "auto":
-                problems.append(
-                    f"cell {cell.index}: {item_id!r} is a written item, it takes no check cell"
-                )
-            else:
-                previous = _previous_code_cell(cells, position)
-                if previous is None or item.name not in _top_level_names(previous.source):
-                    problems.append(
-                        f"cell {cell.index}: the cell before check({item_id!r}) must define `{item.name}`"
-                    )
-                elif nbread.SKIP_TAG in previous.tags:
-                    problems.append(
-                        f"cell {previous.index}: defines `{item.name}` but is tagged {nbread.SKIP_TAG}"
-                    )
-        elif (
-            cell.cell_type == "code" and "check(" in cell.source and "def check" not in cell.source
-        ):
-            for line in cell.source.splitlines():
-                if line.strip().startswith("check(") and check_cell_id(line) is None:
-                    problems.append(
-                        f'cell {cell.index}: a check call must be exactly check("<id>", globals()) alone in its cell'
-                    )
-        if cell.cell_type == "markdown" and "manual" in cell.tags:
-            if cell.grading_id is None:
-                problems.append(
-                    f'cell {cell.index}: a cell tagged manual needs metadata {{"grading": {{"id": ...}}}}'
-                )
-                continue
-            manual[cell.grading_id] = manual.get(cell.grading_id, 0) + 1
-            item = items.get(cell.grading_id)
-            if item is None or item.kind != "manual":
-                problems.append(
-                    f"cell {cell.index}: {cell.grading_id!r} is not a registered written item of {notebook}"
-                )
-            following = cells[position + 1] if position + 1 < len(cells) else None
-            if (
-                following is None
-                or following.cell_type != "markdown"
-                or "solution" not in following.tags
-            ):
-                problems.append(
-                    f"cell {cell.index}: the written answer {cell.grading_id!r} must be followed by its rubric "
-                    "(a markdown cell tagged solution)"
-                )
-    for item in items.values():
-        seen = (checks if item.kind == "auto" else manual).get(item.id, 0)
-        if seen != 1:
-            kind = "check cell" if item.kind == "auto" else "manual cell"
-            problems.append(f"item {item.id!r} has {seen} {kind}s (expected exactly 1)")
-    return problems
+def solution_sources(solutions: Path) -> dict[str, Path]:
+    """``{stem: path}`` of the solution notebooks: the ``.md`` sources, or the ``.ipynb`` files
+    of a folder that has no ``.md`` source."""
+    sources = {p.stem: p for p in sorted(solutions.glob("*.md"))}
+    if not sources:
+        sources = {p.stem: p for p in sorted(solutions.glob("*.ipynb"))}
+    return sources
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="make-exercises",
-        description="Generate exercises/*.ipynb from solutions/*.ipynb (solutions are the single source).",
+        description="Generate exercises/*.ipynb from the solutions (solutions/*.md, the single "
+        "source).",
     )
     parser.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if exercises/ is not up to date"
@@ -414,14 +366,27 @@ def main(argv: list[str] | None = None) -> int:
     solutions, exercises = Path(args.solutions), Path(args.exercises)
     if not solutions.is_dir():
         parser.error(
-            f"no solutions folder {str(solutions)!r}: run from the repository root or pass --solutions"
+            f"no solutions folder {str(solutions)!r}: run from the repository root or pass "
+            "--solutions"
         )
-    sources = sorted(solutions.glob("*.ipynb"))
+    from .items import EXAMPLES, REGISTRY, combined
+
+    registry = combined(REGISTRY, EXAMPLES)
+    sources = solution_sources(solutions)
     try:
-        generated = {path.name: generate_file(path) for path in sources}
+        parsed = {stem: read_solution(path) for stem, path in sources.items()}
+        generated = {
+            f"{stem}.ipynb": dumps(generate(parsed[stem], str(path)))
+            for stem, path in sources.items()
+        }
     except GenerateError as error:
         print(f"make-exercises: error: {error}", file=sys.stderr)
         return 1
+    lint_problems = [
+        f"{sources[stem]}: {problem}"
+        for stem, solution in parsed.items()
+        for problem in lint(solution, stem, registry)
+    ]
     existing = sorted(p.name for p in exercises.glob("*.ipynb")) if exercises.is_dir() else []
     orphans = [name for name in existing if name not in generated]
     if args.check:
@@ -431,18 +396,14 @@ def main(argv: list[str] | None = None) -> int:
             if not target.is_file():
                 stale.append(f"{target} is missing")
             elif target.read_bytes() != text.encode("utf-8"):
-                stale.append(f"{target} differs from what {solutions / name} generates")
+                stale.append(f"{target} differs from what {sources[target.stem]} generates")
         stale += [f"{exercises / name} has no solution notebook in {solutions}" for name in orphans]
-        for problem in stale:
+        for problem in stale + lint_problems:
             print(f"make-exercises: {problem}", file=sys.stderr)
         if stale:
             print("make-exercises: run `make exercises` and commit the result", file=sys.stderr)
-            return 1
-        return 0
+        return 1 if stale or lint_problems else 0
     exercises.mkdir(parents=True, exist_ok=True)
-    from .items import EXAMPLES, REGISTRY, combined
-
-    registry = combined(REGISTRY, EXAMPLES)
     for name, text in generated.items():
         target = exercises / name
         if not target.is_file() or target.read_bytes() != text.encode("utf-8"):
@@ -450,10 +411,8 @@ def main(argv: list[str] | None = None) -> int:
             temporary.write_text(text, encoding="utf-8")
             os.replace(temporary, target)
             print(f"make-exercises: wrote {target}", file=sys.stderr)
-        for problem in lint(
-            nbread.parse((solutions / name).read_bytes()), Path(name).stem, registry
-        ):
-            print(f"make-exercises: warning: {solutions / name}: {problem}", file=sys.stderr)
+    for problem in lint_problems:
+        print(f"make-exercises: warning: {problem}", file=sys.stderr)
     for name in orphans:
         print(
             f"make-exercises: warning: {exercises / name} has no solution notebook; delete it",
