@@ -90,6 +90,12 @@ def _grading_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also grade the example set 00_examples (a demo of the grader)",
     )
+    parser.add_argument(
+        "--weaker-isolation",
+        action="store_true",
+        help="grade even where no sandbox as strong as bubblewrap's is available "
+        "(the grader says what that gives up)",
+    )
 
 
 def _check_limits(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -213,7 +219,7 @@ def _merge_marks(parser: argparse.ArgumentParser, args: argparse.Namespace, out:
 
 
 def _grade(args, registry, submissions, out, students, book) -> int:
-    from .engine import Grader, _read_submission
+    from .engine import Grader, IsolationError, _read_submission
     from .gradebook import digest
 
     contents: dict[tuple[str, str], str | None] = {}
@@ -278,6 +284,7 @@ def _grade(args, registry, submissions, out, students, book) -> int:
                 jobs=args.jobs,
                 memory_mb=args.memory_mb,
                 seed=args.seed,
+                weaker_isolation=args.weaker_isolation,
             ) as grader,
         ):
             for warning in grader.sandbox["warnings"]:
@@ -301,6 +308,9 @@ def _grade(args, registry, submissions, out, students, book) -> int:
             else None,
         )
         warnings = book.publish(run=run)
+    except IsolationError as error:
+        _say(f"error: {error}")
+        return 2
     except Exception as error:  # noqa: BLE001 - one clear line, not a traceback, for an internal failure
         _say(f"error: {type(error).__name__}: {error}")
         _say(f"what was graded before the failure is kept in {os.path.join(out, 'records')}")
