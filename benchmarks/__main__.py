@@ -28,10 +28,11 @@ RUN_ORDER = [
     "microtimings",
     "book",
     "grading",
+    "setup",
     "make_test",
 ]
-# Skipped by --quick unless named in --only: it cannot be made quick.
-SLOW = {"make_test"}
+# Skipped by --quick unless named in --only: they cannot be made quick.
+SLOW = {"make_test", "setup"}
 
 
 def names(text: str) -> list[str]:

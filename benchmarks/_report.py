@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import setup as _setup
 from ._core import MISS, NOT_MEASURED, PASS, now
 
 SCHEMA = 1
@@ -23,6 +24,7 @@ ORDER = [
     "book",
     "grading",
     "microtimings",
+    "setup",
 ]
 TITLES = {
     "notebooks": "Notebooks",
@@ -33,6 +35,7 @@ TITLES = {
     "book": "Cached book rebuild",
     "grading": "Grading",
     "microtimings": "Micro-timings",
+    "setup": "Set-up: installing the lock from a fresh clone",
 }
 
 
@@ -534,6 +537,7 @@ RENDERERS = {
     "book": _book,
     "grading": _grading,
     "microtimings": _microtimings,
+    "setup": _setup.render,
 }
 
 

@@ -1055,6 +1055,7 @@ def test_names_and_selection():
         "kernels",
         "microtimings",
         "grading",
+        "setup",
     ]
 
 
