@@ -337,6 +337,8 @@ def test_mlp_rejects_bad_options(call, error, match):
             r"models\[0\]\[0\]\[1\] must be nn.ReLU",
         ),
         ([Residual(nn.Linear(4, 4), nn.ReLU())], r"models\[0\] must be an nn.Sequential"),
+        ([nn.Sequential(nn.ReLU(), nn.Linear(3, 2))], "alternate Linear"),
+        ([nn.Sequential(Residual(), nn.Linear(4, 2))], "alternate Linear"),
     ],
 )
 def test_stacking_rejects_mismatched_or_unsupported_layers(models, match):
