@@ -19,6 +19,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -239,8 +240,14 @@ def test_hostile_submission_earns_nothing_and_sees_nothing(bundle, tmp_path):
     os.environ.get("RECTIFIERS_TEST_SETUP_SH") != "1",
     reason="setup.sh installs torch from the network: set RECTIFIERS_TEST_SETUP_SH=1 to run it",
 )
-def test_setup_sh_builds_a_working_environment(bundle, tmp_path):
-    """setup.sh in a clean root, then run_autograder with the Python it installed."""
+def test_setup_sh_builds_a_working_environment(bundle):
+    """setup.sh in a clean root, then run_autograder with the Python it installed.
+
+    The root is made under /var/tmp, not /tmp: the grader's bubblewrap view mounts an empty
+    /tmp over the real one, so a Python installed under /tmp is not there for the sandbox
+    (on Gradescope it lives in /autograder/venv).
+    """
+    tmp_path = Path(tempfile.mkdtemp(prefix="setup-sh-", dir="/var/tmp"))
     with zipfile.ZipFile(bundle) as archive:
         archive.extractall(tmp_path / "source")
     env = {**os.environ, autograder.ROOT_VARIABLE: str(tmp_path)}
