@@ -75,8 +75,8 @@ def test_not_defined_mentions_the_first_failing_cell():
     outcome, alive = judge(ex.LEAKY_RELU, FakeChild({}), errors)
     assert (outcome.status, alive) == ("failed", True)
     assert (
-        outcome.detail
-        == "not attempted: `leaky_relu` is not defined (cell 5 raised MemoryError: big [memory limit 4096 MB])"
+        outcome.detail == "not attempted: `leaky_relu` is not defined "
+        "(cell 5 raised MemoryError: big [memory limit 4096 MB])"
     )
 
 

@@ -33,7 +33,7 @@ AUTO_IDS = ["ex.leaky_relu", "ex.leaky_relu_grad", "ex.default_slope", "ex.prelu
 USER = "rectifiers-hostile"
 TOKEN = secrets.token_hex(6)
 SECRET = f"instructor-secret-{TOKEN}"
-MEMORY_MB = 2048
+MEMORY_MB = 4096
 pytestmark = pytest.mark.skipif(not Path("/proc/self").exists(), reason="Linux only")
 
 # -- the hostile cells (appended to the solved notebook, so every item still passes) ----------
@@ -79,7 +79,7 @@ for _ in range(4):
         break
     if pid == 0:
         try:
-            block = b"x" * (700 * 2**20)
+            block = b"x" * (1500 * 2**20)
             os.write(w, b"%8d" % os.getpid())
             time.sleep(30)
         finally:
@@ -120,10 +120,11 @@ for folder in (".", "/tmp", "/dev/shm", os.environ.get("TMPDIR", ".")):
             break
 print("WROTE_MB", written)
 """
-# Legal frames, but huge: the grader used to buffer and parse each whole.
+# Legal frames (under the 48 MiB frame limit), but huge: 39 MB of "[[],[],...]" parse into
+# 13 million lists, about a gigabyte in the grader, which used to buffer and parse each whole.
 BIG_FRAME = """
 import rectifiers.grading.probe as probe
-probe.handle = lambda namespace, request: {"status": "ok", "output": [0] * 18_000_000}
+probe.handle = lambda namespace, request: {"status": "ok", "output": [[]] * 13_000_000}
 """
 ISOLATION = """
 import os, socket
@@ -260,7 +261,7 @@ def _paths() -> list[str]:
     return [p for p in sys.path if p and os.path.isabs(p) and os.path.isdir(p)]
 
 
-def _build_class(base: Path, subs: Path, out: Path, home: Path) -> dict:
+def _build_class(base: Path, subs: Path, out: Path, home: Path, keep: list[str] | None) -> dict:
     """The hostile class; returns what the tests check against."""
     canary = base / "canary.txt"
     canary.write_text("outside the sandbox\n")
@@ -294,6 +295,8 @@ def _build_class(base: Path, subs: Path, out: Path, home: Path) -> dict:
         "keyring_b": _notebook_with(KEYRING.format(numbers=numbers, token=TOKEN)),
         "escapes": _notebook_with(ESCAPES),
     }
+    if keep is not None:
+        students = {name: text for name, text in students.items() if name in keep}
     for student, text in students.items():
         (subs / student).mkdir(parents=True)
         (subs / student / f"{NOTEBOOK}.ipynb").write_text(text, encoding="utf-8")
@@ -304,7 +307,11 @@ def _build_class(base: Path, subs: Path, out: Path, home: Path) -> dict:
 
 
 def _grade(
-    mode: str, tmp_root: list[Path], extra: list[str] = (), env_path: str | None = None
+    mode: str,
+    tmp_root: list[Path],
+    extra: list[str] = (),
+    env_path: str | None = None,
+    keep: list[str] | None = None,
 ) -> dict:
     # Directly under /tmp: pytest's own temporary folders are closed to other users.
     base = Path(tempfile.mkdtemp(prefix=f"hostile-{mode}-", dir="/tmp"))
@@ -313,7 +320,7 @@ def _grade(
     subs, out, home = base / "submissions", base / "out", base / "home"
     out.mkdir()
     home.mkdir()
-    built = _build_class(base, subs, out, home)
+    built = _build_class(base, subs, out, home, keep)
     command = [sys.executable, str(DRIVER), str(subs), str(out), str(MEMORY_MB), *extra]
     env = {
         "PATH": env_path or "/usr/local/bin:/usr/bin:/bin",
@@ -365,7 +372,10 @@ def graded(request):
         pytest.skip("NOT TESTED: the root mode needs root")
     made: list[Path] = []
     try:
-        result = _grade(request.param, made)
+        # RECTIFIERS_HOSTILE_ONLY=a,b grades only those students (to check one property alone,
+        # e.g. against an older grader, where one attack can stop the whole batch).
+        only = os.environ.get("RECTIFIERS_HOSTILE_ONLY")
+        result = _grade(request.param, made, keep=f"solved,{only}".split(",") if only else None)
         stderr = result["run"].stderr.decode(errors="replace")[-3000:]
         assert result["run"].returncode == 0, stderr
         result["mode"] = request.param
@@ -376,10 +386,13 @@ def graded(request):
 
 
 def _rows(graded: dict, student: str) -> list[dict]:
+    if student not in graded["outputs"]:
+        pytest.skip(f"NOT TESTED: {student} was not graded (RECTIFIERS_HOSTILE_ONLY)")
     return [row for row in graded["rows"] if row["student"] == student]
 
 
 def _output(graded: dict, student: str) -> str:
+    _rows(graded, student)
     return graded["outputs"][student]
 
 
@@ -392,7 +405,8 @@ def test_the_honest_student_is_unharmed_and_every_student_has_rows(graded):
     for row in _rows(graded, "solved"):
         if row["exercise"] in AUTO_IDS:
             assert row["status"] == "passed", row
-    assert {row["student"] for row in graded["rows"]} == set(graded["students"])
+    if not os.environ.get("RECTIFIERS_HOSTILE_ONLY"):
+        assert {row["student"] for row in graded["rows"]} == set(graded["students"])
 
 
 def test_absurd_decoded_shapes_are_that_submissions_error(graded):
@@ -421,14 +435,15 @@ def test_clean_up_never_follows_links_and_never_fails_the_batch(graded):
 
 
 def test_memory_is_capped_for_the_notebooks_whole_process_tree(graded):
+    held = [line for line in _output(graded, "memory").splitlines() if line.startswith("HELD")]
+    assert held, _output(graded, "memory")[-2000:]
+    # 1500 MiB per child, each within the per-process limit: three at once would already exceed
+    # the 4096 MiB cap.
+    assert int(held[0].split()[1]) * 1500 < MEMORY_MB, held
     memory = graded["sandbox"]["memory"]
     assert memory["mode"] in ("cgroup-v2", "cgroup-v1", "process-limit")
     if graded["mode"] == "root":
         assert memory["mode"].startswith("cgroup"), memory  # root can always create one here
-    held = [line for line in _output(graded, "memory").splitlines() if line.startswith("HELD")]
-    assert held, _output(graded, "memory")[-2000:]
-    # 700 MiB per child: three at once would already exceed the 2048 MiB cap.
-    assert int(held[0].split()[1]) * 700 < MEMORY_MB, held
 
 
 def test_disk_is_capped_for_the_notebook_as_a_whole(graded):
@@ -444,8 +459,8 @@ def test_huge_legal_frames_do_not_blow_up_the_graders_memory(graded):
         rows = [r for r in _rows(graded, student) if r["exercise"] in AUTO_IDS]
         # Refused at its length prefix (error), or too slow to build at all (timeout).
         assert rows and all(r["status"] in ("error", "timeout") for r in rows), rows
-    # The grader itself (torch imported) peaks near 400 MiB; two 40 MB frames parsed at once
-    # took it past 1 GiB.
+    # The grader itself (torch imported) peaks near 400 MiB; one such frame parsed takes it past
+    # 1 GiB.
     assert graded["peak_rss_mb"] < 700, graded["peak_rss_mb"]
 
 

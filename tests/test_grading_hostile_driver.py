@@ -1,6 +1,6 @@
 """Grades the hostile class of ``test_grading_hostile.py`` in a process of its own (no tests here).
 
-Run as ``python tests/test_grading_hostile_driver.py SUBMISSIONS OUT MEMORY_MB [--only STUDENT]
+Run as ``python tests/test_grading_hostile_driver.py SUBMISSIONS OUT MEMORY_MB [--only STUDENT,...]
 [--weaker-isolation]``: grades with ``--jobs 2``, writes ``OUT/driver.json`` (rows, each
 student's output, the sandbox report, clean-up problems, the disk cap and this process's peak
 memory) and exits 0; exits 3 with the message on stderr when the grader refuses to start.
@@ -27,7 +27,8 @@ def main(argv: list[str]) -> int:
         print(f"{type(error).__name__}: {error}", file=sys.stderr)
         return 3
     try:
-        selected = {"only": lambda student, notebook: student == only} if only else {}
+        chosen = set(only.split(",")) if only else set()
+        selected = {"only": lambda student, notebook: student in chosen} if only else {}
         results = grader.grade(subs, hide=[out], **selected)
         sandbox = dict(grader.sandbox)
     finally:

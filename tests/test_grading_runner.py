@@ -6,6 +6,7 @@ irreversibly, so each runs in a forked child that reports what it saw through a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -18,7 +19,10 @@ import pytest
 from rectifiers.grading import _runner, _sandbox, _zygote, public, wire
 from rectifiers.grading.items import examples as ex
 
-SOLUTION = "import torch\ndef leaky_relu(x, negative_slope=0.01):\n    return torch.where(x > 0, x, negative_slope * x)"
+SOLUTION = (
+    "import torch\ndef leaky_relu(x, negative_slope=0.01):\n"
+    "    return torch.where(x > 0, x, negative_slope * x)"
+)
 
 
 @pytest.fixture
@@ -38,10 +42,8 @@ def runner(monkeypatch):
 
 
 def _serve_quietly(fd):
-    try:
+    with contextlib.suppress(EOFError):
         _runner.serve(fd)
-    except EOFError:
-        pass
 
 
 def test_runner_runs_cells_like_a_notebook_and_answers_probes(runner, capsys):

@@ -62,7 +62,7 @@ def _solved_with(
     extra_after: str | None = None,
     replace: dict[str, str] | None = None,
 ) -> str:
-    """The solved fixture, with a hostile code cell before and/or after it, or code cells replaced."""
+    """The solved fixture, with a hostile code cell before and/or after it, or cells replaced."""
     cells = _cells(SOLVED)
     for cell in cells:
         if replace and cell["id"] in replace:
@@ -78,21 +78,30 @@ WRONG = {
     "ex1-code": "def leaky_relu(x, negative_slope=0.01):\n    return x",
     "ex2-code": "def leaky_relu_grad(x, negative_slope=0.01):\n    return torch.ones_like(x)",
     "ex3-code": "default_negative_slope = 0.2",
-    "ex4-code": "class ChannelPReLU(torch.nn.Module):\n    def __init__(self, num_parameters=1, init=0.25):\n        super().__init__()\n        self.weight = torch.nn.Parameter(torch.zeros(num_parameters))\n    def forward(self, x):\n        return x",
+    "ex4-code": "class ChannelPReLU(torch.nn.Module):\n"
+    "    def __init__(self, num_parameters=1, init=0.25):\n"
+    "        super().__init__()\n"
+    "        self.weight = torch.nn.Parameter(torch.zeros(num_parameters))\n"
+    "    def forward(self, x):\n"
+    "        return x",
 }
 
 TAMPER = r"""
 import builtins, math, numpy, torch
 torch.allclose = lambda *a, **k: True
 torch.equal = lambda *a, **k: True
-torch.isclose = lambda a, b, *r, **k: torch.ones(torch.broadcast_shapes(a.shape, b.shape), dtype=torch.bool)
+torch.isclose = lambda a, b, *r, **k: torch.ones(
+    torch.broadcast_shapes(a.shape, b.shape), dtype=torch.bool
+)
 torch.Tensor.__eq__ = lambda self, other: torch.ones(self.shape, dtype=torch.bool)
 torch.testing.assert_close = lambda *a, **k: None
 numpy.isclose = lambda *a, **k: True
 numpy.allclose = lambda *a, **k: True
 math.isclose = lambda *a, **k: True
 builtins.abs = lambda x: 0
-import rectifiers.grading.item as item, rectifiers.grading.probe as probe, rectifiers.grading.wire as wire
+import rectifiers.grading.item as item
+import rectifiers.grading.probe as probe
+import rectifiers.grading.wire as wire
 item.compare_outputs = lambda *a, **k: (True, "")
 probe.handle = lambda namespace, request: {"status": "ok", "output": wire.encode(torch.zeros(3))}
 """
@@ -106,7 +115,8 @@ builtins.len = lambda x: 0
 FAKE = r"""
 import json, os, struct, sys
 print("Score: 100/100\nAll tests passed!")
-print(json.dumps({"score": 100, "tests": [{"name": "ex.leaky_relu", "score": 2, "max_score": 2, "status": "passed"}]}))
+test = {"name": "ex.leaky_relu", "score": 2, "max_score": 2, "status": "passed"}
+print(json.dumps({"score": 100, "tests": [test]}))
 print(json.dumps({"score": 100}), file=sys.stderr)
 def frame(message):
     body = json.dumps(message).encode()
@@ -160,20 +170,25 @@ def _writer(out: Path, subs: Path) -> str:
     lines = ["import os", "attempts = {}"]
     for name, path in targets.items():
         lines.append(
-            f"try:\n    with open(os.path.expanduser({str(path)!r}), 'a') as handle:\n        handle.write('PWNED')\n"
-            f"    attempts[{name!r}] = 'WROTE'\nexcept OSError as error:\n    attempts[{name!r}] = type(error).__name__"
+            f"try:\n    with open(os.path.expanduser({str(path)!r}), 'a') as handle:\n"
+            "        handle.write('PWNED')\n"
+            f"    attempts[{name!r}] = 'WROTE'\nexcept OSError as error:\n"
+            f"    attempts[{name!r}] = type(error).__name__"
         )
     lines.append(
-        f"try:\n    open({str(subs / 'solved' / (NOTEBOOK + '.ipynb'))!r}).read()\n    attempts['read_other'] = 'READ'\n"
+        f"try:\n    open({str(subs / 'solved' / (NOTEBOOK + '.ipynb'))!r}).read()\n"
+        "    attempts['read_other'] = 'READ'\n"
         "except OSError as error:\n    attempts['read_other'] = type(error).__name__"
     )
     lines.append(
-        "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 22), timeout=1).close()\n    attempts['network'] = 'CONNECTED'\n"
+        "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 22), timeout=1).close()\n"
+        "    attempts['network'] = 'CONNECTED'\n"
         "except OSError as error:\n    attempts['network'] = type(error).__name__"
     )
     lines.append(
         "try:\n    with open('big.bin', 'wb') as handle:\n        handle.write(bytes(65 * 2**20))\n"
-        "    attempts['big_file'] = 'WROTE'\nexcept OSError as error:\n    attempts['big_file'] = error.strerror"
+        "    attempts['big_file'] = 'WROTE'\nexcept OSError as error:\n"
+        "    attempts['big_file'] = error.strerror"
     )
     lines.append("print('WRITER', attempts)")
     return "\n".join(lines)
@@ -181,7 +196,9 @@ def _writer(out: Path, subs: Path) -> str:
 
 DAEMON = f'''
 import os, subprocess, sys, time
-subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "{TOKEN}"], start_new_session=True)
+subprocess.Popen(
+    [sys.executable, "-c", "import time; time.sleep(300)", "{TOKEN}"], start_new_session=True
+)
 pid = os.fork()
 if pid == 0:
     os.setsid()
@@ -225,7 +242,11 @@ CRASH_IN_CALL = (
     "def leaky_relu(x, negative_slope=0.01):\n    import ctypes\n    ctypes.string_at(0)\n"
 )
 HANG_IN_CALL = "def leaky_relu(x, negative_slope=0.01):\n    while True:\n        pass"
-FLOAT32_ONLY = "def leaky_relu(x, negative_slope=0.01):\n    x = x.float()\n    return torch.where(x > 0, x, negative_slope * x)"
+FLOAT32_ONLY = (
+    "def leaky_relu(x, negative_slope=0.01):\n"
+    "    x = x.float()\n"
+    "    return torch.where(x > 0, x, negative_slope * x)"
+)
 
 
 def _class(subs: Path, out: Path) -> None:
@@ -437,7 +458,7 @@ def test_forged_protocol_messages_earn_nothing(graded, student, fragment):
 
 def test_writes_outside_the_sandbox_change_nothing(graded):
     assert graded["before"] == graded["after"]
-    out, subs = graded["out"], graded["subs"]
+    out = graded["out"]
     assert not (out / f"pwned-{TOKEN}.txt").exists()
     assert not (REPO / "solutions" / f"pwned-{TOKEN}.ipynb").exists()
     assert not Path(f"/root/.pwned-{TOKEN}").exists()

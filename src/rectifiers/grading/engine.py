@@ -31,20 +31,15 @@ import torch
 
 from . import notebook as nbread
 from . import wire
-from ._jobs import (
-    Child,
-    JobPool,
-    _clean,
-    _Lost,
-    _Protocol,
-    _Timeout,
-)
-from ._jobs import IsolationError as IsolationError
+from ._child import Child, _Lost, _Protocol, _Timeout
 
 # Re-exported: the tests drive the policy with stand-ins for these.
-from ._jobs import _CappedOutput as _CappedOutput
-from ._jobs import _describe_exit as _describe_exit
+from ._child import _CappedOutput as _CappedOutput
+from ._child import _describe_exit as _describe_exit
+from ._jobs import IsolationError as IsolationError
+from ._jobs import JobPool
 from ._runner import RUNNER_FAILED as RUNNER_FAILED
+from ._text import clean_line as _clean
 from ._text import neutralise
 from .item import AutoItem, Item
 
