@@ -209,7 +209,7 @@ def heading_order_problems(headings: Sequence[tuple[int, str]]) -> list[str]:
     extra_h1 = [text for level, text in headings[1:] if level == 1]
     if extra_h1:
         problems.append(f"more than one h1: also {extra_h1}")
-    for (before, _), (level, text) in zip(headings, headings[1:]):
+    for (before, _), (level, text) in zip(headings, headings[1:], strict=False):
         if level > before + 1:
             problems.append(f"h{before} is followed by h{level} ({text!r}): h{before + 1} skipped")
     return problems
@@ -350,3 +350,76 @@ def crawl(root: Path) -> LinkReport:
                     anchor, name = unquote(parts.fragment), target.relative_to(root)
                     report.broken.append(f"{where} -> no id={anchor!r} in {name}")
     return report
+
+
+# --------------------------------------------------------------------------------------------
+# Layout: nothing clipped, nothing wider than the screen, no bookkeeping on show
+
+#: Read in the page at the current viewport: the page's own width and every visible code
+#: block or text output, with how far it would have to scroll sideways.
+LAYOUT_FACTS = r"""() => {
+    const article = document.querySelector("article.bd-article");
+    const doc = document.documentElement;
+    const right = window.innerWidth;
+    // Elements that stick out of the viewport, outside any box that scrolls on its own.
+    const scrollsOnItsOwn = (el) => {
+        for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+            const style = getComputedStyle(p);
+            if (["auto", "scroll", "hidden"].includes(style.overflowX)) return true;
+        }
+        return false;
+    };
+    const culprits = [];
+    if (doc.scrollWidth > right) {
+        for (const el of document.body.querySelectorAll("*")) {
+            const box = el.getBoundingClientRect();
+            if (box.width > 0 && box.right > right + 1 && !scrollsOnItsOwn(el)) {
+                const cls = (el.getAttribute("class") || "").split(/\s+/).slice(0, 2).join(".");
+                culprits.push(`${el.tagName.toLowerCase()}${cls ? "." + cls : ""} `
+                    + `(right edge ${Math.round(box.right)} px): `
+                    + el.textContent.trim().slice(0, 60));
+                if (culprits.length >= 5) break;
+            }
+        }
+    }
+    const blocks = article ? [...article.querySelectorAll("div.highlight pre, .cell_output pre")]
+        .filter((pre) => pre.checkVisibility())
+        .map((pre) => ({
+            text: pre.textContent,
+            overflow: pre.scrollWidth - pre.clientWidth,
+            output: pre.closest(".cell_output") !== null,
+        })) : [];
+    return {viewport: right, scrollWidth: doc.scrollWidth, culprits, blocks};
+}"""
+
+
+def overflow_problem(scroll_width: int, viewport: int, culprits: Sequence[str]) -> str | None:
+    """Why a page is wider than the viewport (the page's own ``scrollWidth``), or None."""
+    if scroll_width <= viewport:
+        return None
+    where = "; ".join(culprits) if culprits else "no single element found"
+    return f"the page is {scroll_width} px wide in a {viewport} px viewport ({where})"
+
+
+def clipped_code_problems(blocks: Sequence[dict], tolerance: int = 1) -> list[str]:
+    """Visible code blocks and text outputs that scroll sideways (``overflow`` px hidden)."""
+    problems = []
+    for block in blocks:
+        if block["overflow"] > tolerance:
+            kind = "text output" if block.get("output") else "code block"
+            longest = max(block["text"].splitlines() or [""], key=len)
+            problems.append(
+                f"{kind} scrolls sideways by {block['overflow']} px: {longest.strip()[:80]!r}"
+            )
+    return problems
+
+
+def visible_glue_problems(blocks: Sequence[dict]) -> list[str]:
+    """Visible code that calls ``glue(``: bookkeeping belongs in a ``remove-cell`` cell."""
+    return [
+        f"visible glue( call: {line.strip()[:80]!r}"
+        for block in blocks
+        if not block.get("output")
+        for line in block["text"].splitlines()
+        if "glue(" in line
+    ]

@@ -124,6 +124,9 @@ PAGE_FACTS = r"""() => {
 }"""
 
 
+_CLEARED: list[bool] = []
+
+
 @dataclass
 class Session:
     context: object  # playwright's BrowserContext
@@ -172,8 +175,10 @@ def chromium(built_html: Path) -> Iterator[object]:
 
 @pytest.fixture(scope="module")
 def session(chromium: object, built_html: Path) -> Iterator[Session]:
-    shutil.rmtree(screenshot_dir(), ignore_errors=True)  # no stale shots of removed pages
-    screenshot_dir().mkdir(parents=True)
+    if not _CLEARED:  # once per run (test_browser_layout.py shares this fixture)
+        shutil.rmtree(screenshot_dir(), ignore_errors=True)  # no stale shots of removed pages
+        _CLEARED.append(True)
+    screenshot_dir().mkdir(parents=True, exist_ok=True)
     with serve_directory(built_html) as base_url:
         port = urlsplit(base_url).port
         context = chromium.new_context(viewport=DESKTOP)

@@ -17,6 +17,7 @@ from browser_helpers import (
     browser_required,
     chapter_docnames,
     cite_keys,
+    clipped_code_problems,
     crawl,
     find_chromium,
     heading_order_problems,
@@ -24,11 +25,13 @@ from browser_helpers import (
     missing_build_message,
     normalise_text,
     output_problem,
+    overflow_problem,
     serve_directory,
     solution_docnames,
     source_file,
     toc_docnames,
     toc_problems,
+    visible_glue_problems,
 )
 
 
@@ -275,3 +278,32 @@ def test_browser_required_rejects_other_values(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("RECTIFIERS_REQUIRE_BROWSER", "yes")
     with pytest.raises(ValueError, match="RECTIFIERS_REQUIRE_BROWSER"):
         browser_required()
+
+
+def test_overflow_problem_uses_the_pages_scroll_width() -> None:
+    assert overflow_problem(390, 390, []) is None
+    problem = overflow_problem(561, 390, ["dt.sig (right edge 561 px): relu(x)"])
+    assert problem is not None and "561 px wide in a 390 px viewport" in problem
+    assert "dt.sig" in problem
+    assert "no single element" in overflow_problem(400, 390, [])
+
+
+def test_clipped_code_problems_name_the_longest_line() -> None:
+    fits = {"text": "x = 1\n", "overflow": 0, "output": False}
+    clipped = {"text": "short\n" + "y" * 120 + "\n", "overflow": 240, "output": False}
+    output = {"text": "z" * 150, "overflow": 30, "output": True}
+    assert clipped_code_problems([fits]) == []
+    problems = clipped_code_problems([fits, clipped, output])
+    assert len(problems) == 2
+    assert problems[0].startswith("code block scrolls sideways by 240 px: 'yyy")
+    assert problems[1].startswith("text output scrolls sideways by 30 px")
+    assert clipped_code_problems([{"text": "a", "overflow": 1}]) == []  # rounding
+
+
+def test_visible_glue_problems_ignore_outputs() -> None:
+    code = {"text": "x = 1\nglue('acc', x, display=False)\n", "overflow": 0, "output": False}
+    printed = {"text": "glue(...) is a function", "overflow": 0, "output": True}
+    assert visible_glue_problems([code, printed]) == [
+        "visible glue( call: \"glue('acc', x, display=False)\""
+    ]
+    assert visible_glue_problems([{"text": "from myst_nb import glue\n", "overflow": 0}]) == []
