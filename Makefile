@@ -61,8 +61,10 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory browser || status=1; \
 	exit $$status
 
+# Two pytest-xdist workers, one test module each at a time (--dist loadscope keeps a module's
+# fixtures in one process); coverage is combined across them.
 unit: $(STAMP) bubblewrap
-	$(BIN)/python -m pytest tests -m "not browser" -p no:cacheprovider --durations=10 --cov=rectifiers --cov-report=term --cov-fail-under=95
+	$(BIN)/python -m pytest tests -m "not browser" -p no:cacheprovider -n 2 --dist loadscope --durations=10 --cov=rectifiers --cov-report=term --cov-fail-under=95
 
 # Needs the built book (book-strict runs first in `make test`).
 # Screenshots of every chapter page go to _build/screenshots/.
