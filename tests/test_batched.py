@@ -199,15 +199,12 @@ def test_statistics_definitions():
 def test_history_shapes_steps_and_record_every(small):
     activations, seeds = grid([0.0, "prelu"], [0, 1, 2])
     calls = []
-    history = train_batched(
-        batched_mlp(SIZES, activations, seeds),
-        small,
-        epochs=2,
-        lr=1e-2,
-        batch_size=64,
-        record_every=3,
-        callback=lambda step, model: calls.append(step),
-    )
+
+    def run(**kwargs):
+        model = batched_mlp(SIZES, activations, seeds)
+        return train_batched(model, small, epochs=2, lr=1e-2, batch_size=64, **kwargs)
+
+    history = run(record_every=3, callback=lambda step, model: calls.append(step))
     # 4 steps per epoch, 8 in all: records at steps 0, 3, 6 and the final 8.
     assert history.steps.tolist() == calls == [0, 3, 6, 8]
     assert history.steps_per_epoch == 4
@@ -217,19 +214,8 @@ def test_history_shapes_steps_and_record_every(small):
         assert getattr(history, field).shape == (4, 6, 2)
     assert "4 records of 6 models" in repr(history)
     assert isinstance(history, BatchedHistory)
-    exact = train_batched(
-        batched_mlp(SIZES, activations, seeds),
-        small,
-        epochs=2,
-        lr=1e-2,
-        batch_size=64,
-        record_every=4,
-    )
-    assert exact.steps.tolist() == [0, 4, 8]
-    per_epoch = train_batched(
-        batched_mlp(SIZES, activations, seeds), small, epochs=2, lr=1e-2, batch_size=64
-    )
-    assert per_epoch.steps.tolist() == [0, 4, 8]
+    assert run(record_every=4).steps.tolist() == [0, 4, 8]
+    assert run().steps.tolist() == [0, 4, 8]  # per epoch
 
 
 def test_first_record_is_the_untrained_models(small):

@@ -224,6 +224,8 @@ def relu_grad(x):
     return torch.where(x <= 0, x.new_zeros(()), x.new_ones(()))
 
 
+# Its Args/Returns/Raises repeat leaky_relu's on purpose: each public function documents itself
+# in full, as torch.nn.functional does, so its API entry reads without the other's.
 def leaky_relu_grad(x, negative_slope=0.01):
     r"""Derivative of :func:`leaky_relu`, elementwise, with PyTorch autograd's convention.
 
