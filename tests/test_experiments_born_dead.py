@@ -102,3 +102,12 @@ def test_random_networks_rejects_bad_input():
     with pytest.raises(TypeError, match="ternary"):
         random_networks(x, 2, 3, 4, ternary=1)
     assert isinstance(random_networks(x, 2, 3, 4), BornDead)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from rectifiers.experiments import born_dead
+
+    result = doctest.testmod(born_dead, extraglobs={"torch": torch})
+    assert result.attempted > 0 and result.failed == 0

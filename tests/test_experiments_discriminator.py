@@ -73,3 +73,12 @@ def test_bad_input_is_rejected():
         input_gradient("nets", torch.randn(2, 4), 0)
     with pytest.raises(ValueError, match="negative slope"):
         input_gradient(batched_mlp([4, 3, 2], ["gelu"], [0]), torch.randn(2, 4), 0)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from rectifiers.experiments import discriminator
+
+    result = doctest.testmod(discriminator, extraglobs={"torch": torch})
+    assert result.attempted > 0 and result.failed == 0

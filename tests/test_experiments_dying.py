@@ -222,3 +222,12 @@ def test_network_returns_the_trained_network(data):
         run.network(0, 2)
     with pytest.raises(ValueError, match="stack"):
         _fake_run(torch.zeros(3, 1, 2), torch.zeros(3, 1, 2, 1, 3, dtype=torch.bool)).network(0, 0)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from rectifiers.experiments import dying
+
+    result = doctest.testmod(dying, extraglobs={"torch": torch})
+    assert result.attempted > 0 and result.failed == 0

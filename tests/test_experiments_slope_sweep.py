@@ -85,3 +85,12 @@ def test_bad_input_is_rejected(data):
         perturbed(mlp([2, 2], 0.0), -0.1, 0)
     with pytest.raises(TypeError, match="predictions"):
         agreement(torch.zeros(3), torch.zeros(3, dtype=torch.int64))
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from rectifiers.experiments import slope_sweep
+
+    result = doctest.testmod(slope_sweep, extraglobs={"torch": torch})
+    assert result.attempted > 0 and result.failed == 0
