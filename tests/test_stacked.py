@@ -372,3 +372,18 @@ def test_fixed_slopes_stay_exact_after_converting_the_stack_to_float64():
     out = batched._activate(0, z)
     for m, slope in enumerate(slopes[:3] + [11 / 48]):
         assert torch.equal(out[m], F.leaky_relu(z[m], slope)), m
+
+
+def test_fixed_slopes_after_batch_norm_match_one_by_one_forward_and_backward():
+    # Batch norm hands the activation a non-contiguous (M, N, d) view: the one-kernel forward
+    # and the per-run backward must still give each model's own values and gradients.
+    slopes = [0.0, 0.01, 0.01, 0.2]
+    nets = [mlp([5, 6, 6, 3], a, seed=i, batch_norm=True).double() for i, a in enumerate(slopes)]
+    batched = BatchedMLP(nets)
+    x = torch.randn(7, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    batched(x).square().sum().backward()
+    for m, net in enumerate(nets):
+        net(x).square().sum().backward()
+        torch.testing.assert_close(batched.weights[1].grad[m], net[3].weight.grad.t())
+        torch.testing.assert_close(batched.norm_weights["0"].grad[m], net[1].weight.grad)
+    assert batched.weights[0].grad.abs().sum() > 0
