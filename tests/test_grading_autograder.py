@@ -243,27 +243,31 @@ def test_hostile_submission_earns_nothing_and_sees_nothing(bundle, tmp_path):
 def test_setup_sh_builds_a_working_environment(bundle):
     """setup.sh in a clean root, then run_autograder with the Python it installed.
 
-    The root is made under /var/tmp, not /tmp: the grader's bubblewrap view mounts an empty
-    /tmp over the real one, so a Python installed under /tmp is not there for the sandbox
-    (on Gradescope it lives in /autograder/venv).
+    The root is made under the repository's ``_build/``, not in /tmp or /var/tmp: the sandbox
+    gives every job its own empty /tmp, /var/tmp and /dev/shm, so a Python installed there is
+    not there for the job (on Gradescope it lives in /autograder/venv).
     """
-    tmp_path = Path(tempfile.mkdtemp(prefix="setup-sh-", dir="/var/tmp"))
-    with zipfile.ZipFile(bundle) as archive:
-        archive.extractall(tmp_path / "source")
-    env = {**os.environ, autograder.ROOT_VARIABLE: str(tmp_path)}
-    setup = subprocess.run(
-        ["bash", str(tmp_path / "source" / "setup.sh")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=3600,
-    )
-    assert setup.returncode == 0, setup.stderr[-3000:]
-    python = tmp_path / "venv" / "bin" / "python"
-    assert python.exists()
-    root = tmp_path / "run"
-    root.mkdir()
-    files = {"02_derivatives.ipynb": REPO / "solutions" / "02_derivatives.ipynb"}
-    results = simulate(bundle, root, files, env={"RECTIFIERS_AUTOGRADER_PYTHON": str(python)})
-    check_schema(results["results"])
-    assert results["results"]["score"] > 0
+    (REPO / "_build").mkdir(exist_ok=True)
+    tmp_path = Path(tempfile.mkdtemp(prefix="setup-sh-", dir=REPO / "_build"))
+    try:
+        with zipfile.ZipFile(bundle) as archive:
+            archive.extractall(tmp_path / "source")
+        env = {**os.environ, autograder.ROOT_VARIABLE: str(tmp_path)}
+        setup = subprocess.run(
+            ["bash", str(tmp_path / "source" / "setup.sh")],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=3600,
+        )
+        assert setup.returncode == 0, setup.stderr[-3000:]
+        python = tmp_path / "venv" / "bin" / "python"
+        assert python.exists()
+        root = tmp_path / "run"
+        root.mkdir()
+        files = {"02_derivatives.ipynb": REPO / "solutions" / "02_derivatives.ipynb"}
+        results = simulate(bundle, root, files, env={"RECTIFIERS_AUTOGRADER_PYTHON": str(python)})
+        check_schema(results["results"])
+        assert results["results"]["score"] > 0
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
