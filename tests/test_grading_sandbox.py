@@ -542,11 +542,12 @@ def test_symlinks_are_not_followed(graded):
 def test_results_json_is_in_gradescope_format(graded):
     result = json.loads((graded["out"] / "results" / "solved" / f"{NOTEBOOK}.json").read_text())
     assert result["score"] == 8
-    assert [t["name"] for t in result["tests"]] == ALL_IDS
+    graded_tests = [t for t in result["tests"] if t["max_score"] > 0]
+    assert [t["name"] for t in graded_tests if t.get("status")] == AUTO_IDS
     for test in result["tests"]:
         assert {"name", "score", "max_score", "output"} <= set(test)
-    assert [t.get("status") for t in result["tests"]] == ["passed"] * 4 + [None]
-    assert isinstance(result["extra_data"]["seed"], int)
+    assert [t["status"] for t in graded_tests if t.get("status")] == ["passed"] * 4
+    assert result["extra_data"]["notebook"] == NOTEBOOK
 
 
 def test_sandbox_mode_is_reported(graded):
@@ -559,7 +560,16 @@ def test_sandbox_mode_is_reported(graded):
 
 def test_nothing_is_left_in_the_output_folder_but_the_outputs(graded):
     names = sorted(p.name for p in graded["out"].iterdir())
-    assert names == ["grades.csv", "logs", "results", "run.json", "summary.csv"]
+    assert names == [
+        "canvas.csv",
+        "feedback",
+        "grades.csv",
+        "logs",
+        "records",
+        "results",
+        "run.json",
+        "summary.csv",
+    ]
 
 
 # --------------------------------------------------------------------------------------------
