@@ -231,8 +231,12 @@ def toc_problems(headings: Sequence[tuple[int, str, str]], toc_anchors: set[str]
 _UNCAUGHT = re.compile(r"Traceback \(most recent call last\)|^-{20,}\n\w+(Error|Exception)", re.M)
 
 
+# The delimiter row of a Markdown table ("|---:|:---|"), left as text: a rendered table has none.
+_RAW_TABLE = re.compile(r"\|\s*:?-{3,}:?\s*\|")
+
+
 def output_problem(text: str) -> str | None:
-    """Why a cell's output text shows an uncaught error, or None.
+    """Why a cell's output text shows an uncaught error or unrendered Markdown, or None.
 
     A chapter may print a caught exception on purpose (``ValueError: ...`` to show what bad
     input gets), so the rule is the mark of an *uncaught* one: a traceback as Python or IPython
@@ -240,6 +244,8 @@ def output_problem(text: str) -> str | None:
     """
     if _UNCAUGHT.search(text):
         return "a Traceback"
+    if _RAW_TABLE.search(text):
+        return "a Markdown table as raw text (its output was not rendered as Markdown)"
     return None
 
 

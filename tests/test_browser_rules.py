@@ -137,6 +137,8 @@ def test_toc_problems_names_each_missing_section() -> None:
     [
         "Traceback (most recent call last):\n  File ...",
         "-" * 75 + "\nValueError                                Traceback (most recent call last)",
+        "| α | accuracy |\n|---:|---:|\n| 0.01 | 60.1% |",
+        "| z | | w1 | |:---|:---|---:| | -1.0000 |",
     ],
 )
 def test_output_problem_catches_errors(text: str) -> None:
