@@ -11,6 +11,7 @@ import json
 import os
 import resource
 import socket
+import stat
 import tempfile
 import threading
 
@@ -270,3 +271,108 @@ def test_messages_with_file_descriptors():
     with pytest.raises(EOFError):
         _zygote._receive(b)
     b.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Keyrings, clean-up, bubblewrap's view, memory cgroups, terminal text
+
+
+def test_keyring_filter_refuses_exactly_the_three_keyring_calls():
+    x86 = _sandbox.keyring_filter("x86_64")
+    assert x86[1] == (0x15, 1, 0, 0xC000003E)  # another architecture: straight to ``deny``
+    assert x86[4] == (0x45, 4, 0, 0x40000000)  # the x32 ABI bit
+    assert [k for code, _, _, k in x86 if code == 0x15][1:] == [248, 249, 250]
+    assert x86[-2:] == [(0x06, 0, 0, 0x7FFF0000), (0x06, 0, 0, 0x00050001)]
+    arm = _sandbox.keyring_filter("aarch64")
+    assert [k for code, _, _, k in arm if code == 0x15][1:] == [217, 218, 219]
+    for program in (x86, arm):  # every jump lands on the final ``deny``
+        for index, (_, jt, _, _) in enumerate(program[4:-2], start=4):
+            assert index + 1 + jt == len(program) - 1
+
+
+def test_block_keyrings_makes_add_key_fail_and_leaves_the_rest():
+    def step():
+        import ctypes
+
+        _sandbox.set_no_new_privs()
+        _sandbox.block_keyrings()
+        libc = ctypes.CDLL(None, use_errno=True)
+        number = {"x86_64": 248, "aarch64": 217}[os.uname().machine]
+        key = libc.syscall(number, b"user", b"probe-key", b"x", 1, -4)
+        return {"key": key, "errno": ctypes.get_errno(), "pid": os.getpid() > 0}
+
+    assert _in_child(step) == {"key": -1, "errno": 1, "pid": True}
+
+
+def test_remove_tree_never_follows_links_and_reports_instead_of_raising(tmp_path):
+    from rectifiers.grading._isolation import _remove_tree
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep")
+    outside.chmod(0o600)
+    tree = tmp_path / "tree"
+    (tree / "ro" / "inner").mkdir(parents=True)
+    (tree / "ro" / "link").symlink_to(outside)
+    (tree / "ro" / "inner" / "dirlink").symlink_to(tmp_path)
+    (tree / "closed" / "x").mkdir(parents=True)
+    deep = tree / "deep"
+    deep.mkdir()
+    here = os.getcwd()
+    try:
+        os.chdir(deep)
+        for _ in range(1200):  # deeper than the recursion limit of a recursive walk
+            os.mkdir("d")
+            os.chdir("d")
+    finally:
+        os.chdir(here)
+    (tree / "ro" / "inner").chmod(0o500)
+    (tree / "ro").chmod(0o500)
+    (tree / "closed").chmod(0)
+    assert _remove_tree(str(tree)) == []
+    assert not tree.exists() and outside.read_text() == "keep"
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o600 and tmp_path.exists()
+    assert _remove_tree(str(tmp_path / "absent")) == []
+    assert _remove_tree("/proc/self/no/such") != []
+
+
+def test_bwrap_command_binds_only_what_jobs_need():
+    from rectifiers.grading._isolation import _zygote_paths, bwrap_command
+
+    paths = _zygote_paths()
+    command = bwrap_command(False, "/tmp/scratch", "/tmp/scratch/trial", paths, "bwrap")
+    binds = [command[i + 1] for i, arg in enumerate(command) if arg == "--ro-bind"]
+    assert "--unshare-user" in command and "--unshare-net" in command and command[-1] == "--"
+    assert os.path.expanduser("~") not in binds and "/" not in binds and "/tmp" not in binds
+    assert all(path.startswith(tuple(binds)) for path in paths)
+    assert "--cap-add" in bwrap_command(True, "/s", "/s/t", [], "bwrap")
+
+
+def test_memory_cgroups_cap_create_and_remove():
+    from rectifiers.grading._cgroup import MemoryCgroups
+
+    cgroups = MemoryCgroups(512 * 2**20)
+    if cgroups.mode is None:
+        assert cgroups.reason  # says why there is none
+        return
+    path, fd = cgroups.create()
+    try:
+        limit = "memory.max" if cgroups.mode == "cgroup-v2" else "memory.limit_in_bytes"
+        with open(os.path.join(path, limit)) as handle:
+            assert int(handle.read()) == 512 * 2**20
+        assert cgroups.oom_kills(path) == 0
+    finally:
+        os.close(fd)
+    cgroups.remove(path)
+    assert not os.path.exists(path)
+    cgroups.close()
+    assert cgroups.base is None
+
+
+def test_terminal_text_is_neutralised():
+    from rectifiers.grading._text import clean_line, neutralise
+
+    raw = "ok\x1b]0;t\x07\x1b[2J\x9b31m\u202eevil\ttab\n".encode()
+    shown = neutralise(raw).decode()
+    assert "\x1b" not in shown and "\x9b" not in shown and "\u202e" not in shown
+    assert shown.endswith("\\u202eevil\ttab\n") and "\\x1b[2J" in shown
+    assert clean_line("a\x1bb\n c", 10) == "a b c"

@@ -205,3 +205,32 @@ def test_strict_encoding_refuses_unsupported_values():
     with pytest.raises(wire.WireError, match="type object cannot cross"):
         wire.encode([object()], strict=True)
     assert wire.encode([object()]) == [{"$unsupported": "object"}]
+
+
+def test_absurd_shapes_with_an_empty_dimension_are_wire_errors():
+    for tag in ("$tensor", "$ndarray"):
+        for shape in ([2**39, 2**39, 0], [0, 2**39, 2**39, 2**39]):
+            payload = {tag: {"dtype": "float32", "shape": shape, "data": ""}}
+            with pytest.raises(wire.WireError, match="too large"):
+                wire.decode(payload)
+    assert wire.decode({"$tensor": {"dtype": "float32", "shape": [0, 5], "data": ""}}).shape == (
+        0,
+        5,
+    )
+
+
+def test_frames_carry_utf8_so_escaping_cannot_inflate_them():
+    text = "\U0001f600" * 1000
+    frame = wire.dumps({"cells": [[0, text]]})
+    assert len(frame) < 4 * len(text) + 100  # \\ud83d\\ude00 escapes would take 12 bytes each
+    assert wire.FrameReader().feed(frame) == [{"cells": [[0, text]]}]
+
+
+def test_bodies_with_too_many_parts_are_refused_before_parsing():
+    body = b"[" + b",".join([b"[]"] * (wire.MAX_NODES + 10)) + b"]"
+    with pytest.raises(wire.WireError, match="parts"):
+        wire.loads(body)
+    reader = wire.FrameReader()
+    assert reader.announced == 0
+    reader.feed(struct.pack(">I", 1000) + b"[")
+    assert reader.announced == 1000 and reader.pending == 5
