@@ -417,3 +417,27 @@ def test_bad_or_repeated_cell_ids_are_reported():
         gen.lint(solution, "00_examples", {"00_examples": EXAMPLES["00_examples"]})
     )
     assert "id 'x' repeats" in problems and "'not valid!' is missing or not" in problems
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "exercises").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_exercise_statements_read_as_text_without_myst(path):
+    """In plain Jupyter or Colab (CommonMark, no MyST), an exercise's statement is prose: the
+    block is a colon fence, which CommonMark shows as text, not a code fence shown as code."""
+    from markdown_it import MarkdownIt
+
+    commonmark = MarkdownIt("commonmark")
+    statements = 0
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "markdown" or "{exercise}" not in cell.source:
+            continue
+        statements += 1
+        tokens = commonmark.parse(cell.source)
+        as_code = [
+            t
+            for t in tokens
+            if t.type in ("fence", "code_block") and "{exercise}" in t.info + t.content
+        ]
+        assert not as_code, f"{path.name}: an exercise statement renders as code in plain Jupyter"
+        prose = " ".join(t.content for t in tokens if t.type == "inline")
+        assert " point" in prose and len(prose) > 100, prose[:200]
+    assert statements >= 3
