@@ -241,6 +241,13 @@ BIG_OUTPUT = "import sys\nfor _ in range(400):\n    sys.stdout.write('x' * 100_0
 CRASH_IN_CALL = (
     "def leaky_relu(x, negative_slope=0.01):\n    import ctypes\n    ctypes.string_at(0)\n"
 )
+# 8 files of 60 MiB (each under the per-file limit), 480 MiB in all, then time to be seen.
+DISK_FILL = (
+    "import time\nfor index in range(8):\n"
+    "    with open(f'fill-{index}.bin', 'wb') as handle:\n"
+    "        handle.write(b'\\0' * (60 * 2**20))\n"
+    "time.sleep(4)"
+)
 HANG_IN_CALL = "def leaky_relu(x, negative_slope=0.01):\n    while True:\n        pass"
 FLOAT32_ONLY = (
     "def leaky_relu(x, negative_slope=0.01):\n"
@@ -587,6 +594,7 @@ def graded_basic(tmp_path_factory):
         ("writer", _solved_with(extra_after=_writer(out, subs))),
         ("daemon", _solved_with(extra_after=DAEMON)),
         ("exit", _solved_with(extra_before="import os\nos._exit(3)")),
+        ("diskfill", _solved_with(extra_after=DISK_FILL)),
     ):
         (subs / student).mkdir(parents=True)
         (subs / student / f"{NOTEBOOK}.ipynb").write_text(text)
@@ -619,6 +627,13 @@ def test_without_namespaces_the_fallback_is_reported(graded_basic):
     sandbox = graded_basic["sandbox"]
     assert sandbox["namespaces"] is False and sandbox["isolation"].startswith("weaker")
     assert "weaker isolation accepted" in sandbox["warnings"][0]
+
+
+def test_without_namespaces_the_disk_cap_is_a_checked_total(graded_basic):
+    # Without namespaces the job writes to the host's disk; the grader checks the total.
+    for item_id in AUTO_IDS:
+        row = graded_basic["rows"][("diskfill", item_id)]
+        assert row.status == "error" and "disk cap of 256 MiB" in row.detail, row
 
 
 def test_without_namespaces_grading_still_works(graded_basic):
