@@ -114,7 +114,9 @@ class Grader:
         registry: ``notebook name -> items`` (default: the course registry).
         timeout: wall-clock seconds per notebook, everything included.
         jobs: notebooks graded at the same time.
-        memory_mb: address-space limit of each submission's process, in MiB (at most 4096).
+        memory_mb: memory cap of each notebook, in MiB (512 to 4096): all its processes
+            together in a memory cgroup where the grader can create one, else a process-count
+            limit that shares the cap out (``sandbox["memory"]`` says which).
         call_timeout: seconds one call of the learner's code may take while checking.
         seed: derive every hidden case from this seed (to reproduce a grading run) instead of a
             fresh secret seed per submission.
