@@ -9,6 +9,8 @@ every notebook), mapped to distributions through the installed metadata of this 
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
 import sys
 import tomllib
 from importlib.metadata import packages_distributions, requires
@@ -143,3 +145,17 @@ def test_the_lock_pins_every_declared_dependency():
         project["optional-dependencies"]["notebooks"]
     )
     assert declared - pinned == set(), "declared in pyproject.toml but not pinned in the lock"
+
+
+def test_jupyterlab_loads_the_myst_extension():
+    # JupyterLab lists an extension built against other shared packages than its own as
+    # incompatible (an "X" instead of "OK") and does not load it: the extra's JupyterLab range
+    # must be one jupyterlab-myst works with.
+    jupyter = Path(sys.executable).with_name("jupyter")
+    listing = subprocess.run(
+        [str(jupyter), "labextension", "list"], capture_output=True, text=True, timeout=120
+    )
+    text = re.sub(r"\x1b\[[0-9;]*m", "", listing.stdout + listing.stderr)  # colour codes
+    myst = [line.split() for line in text.splitlines() if "jupyterlab-myst " in line]
+    assert [words[2:4] for words in myst] == [["enabled", "OK"]], text
+    assert "is not compatible" not in text
