@@ -14,6 +14,7 @@ import socket
 import stat
 import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -376,3 +377,51 @@ def test_terminal_text_is_neutralised():
     assert "\x1b" not in shown and "\x9b" not in shown and "\u202e" not in shown
     assert shown.endswith("\\u202eevil\ttab\n") and "\\x1b[2J" in shown
     assert clean_line("a\x1bb\n c", 10) == "a b c"
+
+
+def test_memory_cgroups_detect_v2_and_report_why_there_is_none(tmp_path, monkeypatch):
+    from rectifiers.grading import _cgroup
+
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    (tmp_path / "cgroup.subtree_control").write_text("")
+    monkeypatch.setattr(_cgroup, "_mounts", lambda: [("/", str(tmp_path), "cgroup2", "rw")])
+    monkeypatch.setattr(_cgroup, "_own_paths", lambda: {"0": "/"})
+
+    def write(path, text):  # a plain folder has no interface files: create them (but cgroup.kill)
+        if not path.endswith("cgroup.kill"):
+            Path(path).write_text(text)
+
+    monkeypatch.setattr(_cgroup, "_write", write)
+    cgroups = _cgroup.MemoryCgroups(2**30)
+    assert cgroups.mode == "cgroup-v2" and cgroups.base.startswith(str(tmp_path))
+    assert (tmp_path / "cgroup.subtree_control").read_text() == "+memory"
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 2\n")
+    assert cgroups.oom_kills(str(job)) == 2 and cgroups.oom_kills(str(tmp_path / "no")) == 0
+    (job / "memory.events").unlink()
+    cgroups.remove(str(job))
+    assert not job.exists()
+    cgroups.close()
+    assert cgroups.base is None
+
+    monkeypatch.setattr(_cgroup, "_mounts", lambda: [])
+    none = _cgroup.MemoryCgroups(2**30)
+    assert none.mode is None and "no cgroup v2" in none.reason and "no cgroup v1" in none.reason
+
+
+def test_bubblewrap_that_cannot_run_is_reported():
+    from rectifiers.grading._isolation import _bwrap_works
+
+    assert _bwrap_works(["false"]).startswith("bubblewrap failed")
+    assert "did not run" in _bwrap_works(["/no/such/bwrap"])
+
+
+def test_a_failure_while_handling_a_submission_becomes_its_error_rows():
+    from rectifiers.grading.engine import Grader
+    from rectifiers.grading.items import EXAMPLES
+
+    result = Grader(dict(EXAMPLES))._failed("eve", "00_examples", RuntimeError("odd\x1b[2J"))
+    assert {row.status for row in result.rows} == {"error"}
+    detail = result.rows[0].detail
+    assert "could not handle this submission (RuntimeError: odd [2J)" in detail

@@ -43,8 +43,12 @@ def _own_paths() -> dict[str, str]:
 
 
 def _write(path: str, text: str) -> None:
-    with open(path, "w") as handle:
-        handle.write(text)
+    """Write an existing interface file (never create one: a missing file is an error)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
 def _inside(mount_root: str, mount_point: str, path: str) -> str:
