@@ -16,7 +16,7 @@ export OMP_NUM_THREADS ?= 2
 export OMP_WAIT_POLICY ?= PASSIVE
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test unit notebooks notebook pairs grader-tests book-strict browser chromium bubblewrap bench exercises clean
+.PHONY: book test lint unit notebooks notebook pairs grader-tests book-strict browser chromium bubblewrap bench exercises clean
 
 # Set-up (README, "Set-up"): the lock, then the package in editable mode. uv (pinned in the lock,
 # bootstrapped with the venv's pip) installs it several times faster than pip (`make bench`,
@@ -55,6 +55,7 @@ book: $(STAMP)
 # Everything that must hold. Each part runs even when an earlier one fails; the target fails if any did.
 test: $(STAMP)
 	@status=0; \
+	$(MAKE) --no-print-directory lint || status=1; \
 	$(MAKE) --no-print-directory unit || status=1; \
 	$(MAKE) --no-print-directory notebooks || status=1; \
 	$(MAKE) --no-print-directory book-strict || status=1; \
@@ -63,6 +64,11 @@ test: $(STAMP)
 
 # Two pytest-xdist workers, one test module each at a time (--dist loadscope keeps a module's
 # fixtures in one process); coverage is combined across them.
+# One style for the tree (pyproject.toml's [tool.ruff]); check-only, never rewrites a file.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
 unit: $(STAMP) bubblewrap
 	$(BIN)/python -m pytest tests -m "not browser" -p no:cacheprovider -n 2 --dist loadscope --durations=10 --cov=rectifiers --cov-report=term --cov-fail-under=95
 
