@@ -112,6 +112,10 @@ def bwrap_command(
     """
     args = [program, "--die-with-parent", "--unshare-ipc", "--unshare-net", "--unshare-uts"]
     args += ["--cap-add", "ALL"] if is_root else ["--unshare-user"]
+    # The fresh /dev, /proc and /tmp first: bubblewrap mounts in order, so an installation that
+    # lives under /tmp (a clone in /tmp/x with its .venv) is bound on top of the empty /tmp
+    # instead of being hidden by it.
+    args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     bound: list[str] = []
     for top in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"):
         if os.path.islink(top):
@@ -125,7 +129,6 @@ def bwrap_command(
         ):
             args += ["--ro-bind", path, path]
             bound.append(path)
-    args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     args += ["--dir", scratch, "--dir", trial_dir, "--chdir", trial_dir, "--"]
     return args
 

@@ -373,7 +373,13 @@ def block_keyrings() -> None:  # pragma: no cover - sandboxed child only
 
 
 def private_workdir(  # pragma: no cover - sandboxed child only
-    scratch: str, workdir: str, notebook_fd: int, notebook: str, uid: int | None, size: int
+    scratch: str,
+    workdir: str,
+    notebook_fd: int,
+    notebook: str,
+    uid: int | None,
+    size: int,
+    keep: list[str] = (),
 ) -> list[str]:
     """Cover ``scratch`` with a fresh tmpfs of ``size`` bytes holding only this job's folder.
 
@@ -383,10 +389,22 @@ def private_workdir(  # pragma: no cover - sandboxed child only
     submission. ``/tmp``, ``/var/tmp`` and ``/dev/shm`` become the job's own ``tmp`` folder, so
     nothing (no socket, no file) is shared with another job through them. The notebook copy is
     read from ``notebook_fd``. Returns the mount points the job may write to.
+
+    ``keep`` lists the folders the job imports from (the Python installation, the package).
+    One that lies under a folder covered here (a clone in ``/tmp/x`` with its ``.venv``) is held
+    open before the covering mount and bound back on top of it afterwards; a bind keeps the
+    source mount's flags, so it stays read-only as the zygote's view made it.
     """
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     shared = [
         p for p in ("/tmp", "/var/tmp", "/dev/shm") if os.path.isdir(p) and not os.path.islink(p)
+    ]
+    covered = [*shared, scratch]
+    held = [
+        (path, os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+        for path in keep
+        if os.path.isdir(path)
+        and any((path + os.sep).startswith(c.rstrip(os.sep) + os.sep) for c in covered)
     ]
     # The tmpfs goes on the shared folder that holds the scratch path, if one does (covering it
     # with a bind would hide the job's own folder), else on the scratch path itself.
@@ -412,6 +430,10 @@ def private_workdir(  # pragma: no cover - sandboxed child only
         if path != root:
             mount(tmp, path, None, MS_BIND)
             bound.append(path)
+    for path, fd in held:
+        os.makedirs(path, 0o755, exist_ok=True)
+        mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        os.close(fd)
     return bound
 
 

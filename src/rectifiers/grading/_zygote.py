@@ -197,6 +197,7 @@ def _job(  # pragma: no cover - zygote process only
                 job["notebook"],
                 job["uid"],
                 job["disk_bytes"],
+                job["expose"],
             )
             _sandbox.isolate_filesystem(
                 job["workdir"],
