@@ -74,6 +74,18 @@ def run_cli(args: list[str]) -> tuple[int, str]:
     return done.returncode, done.stderr
 
 
+def run_cli_here(args: list[str], capsys) -> tuple[int, str]:
+    """``grade-exercises`` in this process: its exit status and standard error. In-process so
+    coverage sees the command-line, marks and grade-book code (the sandboxed jobs still run in
+    their own processes); the other tests run the installed script."""
+    capsys.readouterr()
+    try:
+        status = cli.main(args)
+    except SystemExit as exit_:
+        status = exit_.code
+    return status, capsys.readouterr().err
+
+
 def read_csv(path: Path) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
@@ -226,24 +238,24 @@ def test_student_visible_files_hold_no_hidden_case(course):
         ("student,notebook,exercise,points,grader\nalice,00_examples,ex.why_leaky,1,x\n", "header"),
     ],
 )
-def test_rejected_marks_files_change_nothing(course, tmp_path, text, message):
+def test_rejected_marks_files_change_nothing(course, tmp_path, capsys, text, message):
     marks = tmp_path / "marks.csv"
     marks.write_text(text)
     before = snapshot(course["out"])
-    status, stderr = run_cli(["--out", str(course["out"]), "--marks", str(marks)])
+    status, stderr = run_cli_here(["--out", str(course["out"]), "--marks", str(marks)], capsys)
     assert status == 2 and message in stderr, stderr
     assert any(f"line {n}" in stderr for n in (1, 2, 3))  # the line is named
     assert snapshot(course["out"]) == before
 
 
-def test_marks_merge_and_survive_regrading_a_subset(course):
+def test_marks_merge_and_survive_regrading_a_subset(course, capsys):
     out, subs = course["out"], course["subs"]
     marks = course["base"] / "marks.csv"
     marks.write_text(
         "student,notebook,exercise,points,comment\n"
         "alice,00_examples,ex.why_leaky,1.5,Names the zero gradient but not the fix.\n"
     )
-    status, stderr = run_cli(["--out", str(out), "--marks", str(marks)])
+    status, stderr = run_cli_here(["--out", str(out), "--marks", str(marks)], capsys)
     assert status == 0, stderr
     rows = {(r["student"], r["exercise"]): r for r in read_csv(out / "grades.csv")}
     assert rows[("alice", "ex.why_leaky")]["status"] == "marked"
@@ -259,7 +271,9 @@ def test_marks_merge_and_survive_regrading_a_subset(course):
     before = snapshot(out)
     alice_rows = [r for r in read_csv(out / "grades.csv") if r["student"] != "bob"]
     shutil.copy(SOLVED, subs / "bob" / "00_examples.ipynb")
-    status, stderr = run_cli([str(subs), "--out", str(out), *EXAMPLES, "--students", "bob"])
+    status, stderr = run_cli_here(
+        [str(subs), "--out", str(out), *EXAMPLES, "--students", "bob"], capsys
+    )
     assert status == 0 and "graded 1 notebooks of 1 students" in stderr, stderr
     after = snapshot(out)
     others = [

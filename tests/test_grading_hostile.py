@@ -459,9 +459,10 @@ def test_huge_legal_frames_do_not_blow_up_the_graders_memory(graded):
         rows = [r for r in _rows(graded, student) if r["exercise"] in AUTO_IDS]
         # Refused at its length prefix (error), or too slow to build at all (timeout).
         assert rows and all(r["status"] in ("error", "timeout") for r in rows), rows
-    # The grader itself (torch imported) peaks near 400 MiB; one such frame parsed takes it past
-    # 1 GiB.
-    assert graded["peak_rss_mb"] < 700, graded["peak_rss_mb"]
+    # The grader itself (torch imported) peaks near 400 MiB alone; in a loaded full run, with the
+    # rest of the hostile class's output held at the same time, up to about 770 MiB was seen.
+    # The old code, which parsed such frames, reached 1200 MiB (user) and 2100 MiB (root).
+    assert graded["peak_rss_mb"] < 1024, graded["peak_rss_mb"]
 
 
 # -- isolation --------------------------------------------------------------------------------
