@@ -132,9 +132,10 @@ def slope_explorer(result: Any, *, x_range: float = 3.0, points: int = 241) -> S
         )
 
     def title(p: int) -> str:
+        # Two short lines rather than one long one: on a phone (390 px) one line was cut off.
         return (
             f"α = {labels[p]}: test accuracy {float(acc_mean[p]):.1%} ± {float(acc_half[p]):.1%},"
-            f" dead units {float(dead_mean[p]):.1%}"
+            f"<br>dead units {float(dead_mean[p]):.1%}"
         )
 
     fig = make_subplots(
@@ -201,12 +202,14 @@ def slope_explorer(result: Any, *, x_range: float = 3.0, points: int = 241) -> S
                 "active": start,
                 "steps": steps,
                 "currentvalue": {"prefix": "negative slope α = "},
-                "pad": {"t": 40},
+                # Below the bottom panels' tick labels, which turn vertical on a narrow screen.
+                "pad": {"t": 75},
+                "font": {"size": 11},
             }
         ],
         showlegend=False,
-        height=560,
-        margin={"l": 50, "r": 20, "t": 70, "b": 40},
+        height=620,
+        margin={"l": 50, "r": 20, "t": 90, "b": 40},
         template="simple_white",
     )
     fig.update_xaxes(title_text="x", row=1, col=1)
