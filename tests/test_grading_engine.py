@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from rectifiers.grading import engine, probe
+from rectifiers.grading import checking, engine, probe
 from rectifiers.grading import item as it
 from rectifiers.grading.items import examples as ex
 
@@ -34,12 +34,15 @@ class FakeChild:
         return self.replies.pop(0)
 
 
-GRADER = engine.Grader({}, call_timeout=2.5)
-
-
 def judge(item, child, errors=()):
-    return GRADER._check_item(
-        child, item, torch.Generator().manual_seed(0), time.monotonic() + 60, list(errors)
+    return checking.check_item(
+        child,
+        item,
+        torch.Generator().manual_seed(0),
+        time.monotonic() + 60,
+        list(errors),
+        call_timeout=2.5,
+        memory_mb=4096,
     )
 
 

@@ -10,8 +10,9 @@ marks, feedback, Canvas and Gradescope) is the book's page "Grading exercises"
 
 Modules: ``item`` (the item kinds), ``cases`` and ``compare`` (inputs and comparison rules),
 ``items`` (the course's exercises), ``public`` (the learner's ``check``), ``engine`` (grading
-policy), ``gradebook`` with ``report``, ``marks``, ``feedback``, ``gradescope``, ``canvas`` and
-``names`` (the output folder), ``autograder`` (Gradescope), ``cli`` (the command).
+policy) with ``checking`` (one item's cases), ``gradebook`` with ``report``, ``marks``,
+``feedback``, ``gradescope``, ``canvas`` and ``names`` (the output folder), ``autograder``
+(Gradescope), ``cli`` (the command).
 """
 
 from .item import Case, FunctionItem, Item, ManualItem, ModuleItem, ModuleSpec, ValueItem

@@ -3,9 +3,9 @@
 ``Grader`` grades a folder of submissions (one folder per student, one ``.ipynb`` per
 registered notebook) and returns one ``SubmissionResult`` per student and notebook. For
 each submission it forks a confined child from the zygote (``rectifiers.grading._zygote``),
-sends it the code cells, waits until they ran, then for every auto-graded item sends the item's
-public and freshly drawn hidden inputs one at a time, parses the child's plain-data answers
-strictly (``rectifiers.grading.wire``), computes the expected outputs itself and compares.
+sends it the code cells, waits until they ran, then checks every auto-graded item on its public
+and freshly drawn hidden inputs, one call at a time (``rectifiers.grading.checking``): the
+expected outputs are computed here, from answers parsed strictly as plain data.
 Nothing the child prints, writes or sends can award points: only correct outputs on inputs it
 had never seen.
 
@@ -25,12 +25,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from . import notebook as nbread
-from . import wire
 from ._child import Child, _Lost, _Protocol, _Timeout
 
 # Re-exported: the tests drive the policy with stand-ins for these.
@@ -41,16 +39,10 @@ from ._jobs import JobPool
 from ._runner import RUNNER_FAILED as RUNNER_FAILED
 from ._text import clean_line as _clean
 from ._text import neutralise
+from .checking import Outcome, _cell_error, _error_text, _memory_note, check_item
 from .item import AutoItem, Item
 
 MAX_RESTARTS = 3
-_MEMORY_WORDS = (
-    "memoryerror",
-    "can't allocate memory",
-    "cannot allocate memory",
-    "out of memory",
-    "bad_alloc",
-)
 
 
 @dataclass
@@ -82,26 +74,9 @@ class SubmissionResult:
     runs: int = 0
 
 
-@dataclass
-class _Outcome:
-    status: str
-    detail: str = ""
-    #: The student-visible text when it differs from ``detail`` (``None``: the same).
-    public: str | None = None
-    #: For a partial-credit item that did not pass: the fraction of its points earned.
-    credit: float = 0.0
-
-
 def _derive_seed(*parts: object) -> int:
     digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
-
-
-def _memory_note(text: str, memory_mb: int) -> str:
-    lowered = text.lower()
-    if any(word in lowered for word in _MEMORY_WORDS):
-        return f" [memory limit {memory_mb} MB]"
-    return ""
 
 
 class Grader:
@@ -260,10 +235,10 @@ class Grader:
     def _failed(self, student: str, notebook: str, error: Exception) -> SubmissionResult:
         """Every item of a submission whose handling failed unexpectedly: an error, with why."""
         reason = f"the grader could not handle this submission ({_error_text(error)})"
-        outcomes = {item.id: _Outcome("error", reason) for item in self.registry[notebook]}
+        outcomes = {item.id: Outcome("error", reason) for item in self.registry[notebook]}
         return SubmissionResult(student, notebook, self._rows(student, notebook, outcomes))
 
-    def _rows(self, student: str, notebook: str, outcomes: Mapping[str, _Outcome]) -> list[Row]:
+    def _rows(self, student: str, notebook: str, outcomes: Mapping[str, Outcome]) -> list[Row]:
         rows = []
         for item in self.registry[notebook]:
             outcome = outcomes[item.id]
@@ -294,23 +269,22 @@ class Grader:
             cells = nbread.cells(parsed)
         except FileNotFoundError:
             outcomes = {
-                item.id: _Outcome("missing", f"{notebook}.ipynb was not handed in")
-                for item in items
+                item.id: Outcome("missing", f"{notebook}.ipynb was not handed in") for item in items
             }
             result.rows = self._rows(student, notebook, outcomes)
             return result
         except (nbread.NotebookError, OSError) as error:
             reason = f"the notebook cannot be graded: {_clean(error, 200)}"
             result.rows = self._rows(
-                student, notebook, {item.id: _Outcome("error", reason) for item in items}
+                student, notebook, {item.id: Outcome("error", reason) for item in items}
             )
             return result
-        outcomes: dict[str, _Outcome] = {}
+        outcomes: dict[str, Outcome] = {}
         answers = nbread.manual_answers(cells)
         for item in items:
             if item.kind == "manual":
                 answer = _clean(answers.get(item.id, ""), 400)
-                outcomes[item.id] = _Outcome(
+                outcomes[item.id] = Outcome(
                     "manual", f"answer: {answer}" if answer else "no answer found"
                 )
         auto = [item for item in items if isinstance(item, AutoItem)]
@@ -348,7 +322,7 @@ class Grader:
         items: list[AutoItem],
         seed: int,
         started: float,
-        outcomes: dict[str, _Outcome],
+        outcomes: dict[str, Outcome],
     ) -> int:
         deadline = started + self.timeout
         pending = list(items)
@@ -359,7 +333,7 @@ class Grader:
                     "the time limit ran out" if time.monotonic() >= deadline else "too many crashes"
                 )
                 for item in pending:
-                    outcomes[item.id] = _Outcome(
+                    outcomes[item.id] = Outcome(
                         "timeout" if "time" in reason else "error", f"not checked: {reason}"
                     )
                 break
@@ -375,7 +349,15 @@ class Grader:
                 while pending:
                     item = pending[0]
                     rng = torch.Generator().manual_seed(_derive_seed(seed, item.id))
-                    outcome, alive = self._check_item(child, item, rng, deadline, errors)
+                    outcome, alive = check_item(
+                        child,
+                        item,
+                        rng,
+                        deadline,
+                        errors,
+                        call_timeout=self.call_timeout,
+                        memory_mb=self.memory_mb,
+                    )
                     outcomes[item.id] = outcome
                     pending.pop(0)
                     if not alive:
@@ -383,7 +365,7 @@ class Grader:
                 child.close(polite=True)
             except Exception as error:  # noqa: BLE001 - e.g. a frame too large, a full disk
                 for item in pending:
-                    outcomes[item.id] = _Outcome(
+                    outcomes[item.id] = Outcome(
                         "error", f"not checked: the grader could not run it ({_error_text(error)})"
                     )
                 break
@@ -415,7 +397,7 @@ class Grader:
                     raise _Protocol("an unexpected message")
         except _Timeout:
             where = f" while running cell {current}" if current is not None else ""
-            outcome = _Outcome(
+            outcome = Outcome(
                 "timeout", f"the notebook did not finish within {self.timeout:g} s{where}"
             )
         except _Lost as lost:
@@ -423,202 +405,13 @@ class Grader:
             note = _memory_note(
                 child.output.value().decode(errors="replace")[-4000:] + str(lost), self.memory_mb
             )
-            outcome = _Outcome("error", f"the notebook process {lost}{where}{note}")
+            outcome = Outcome("error", f"the notebook process {lost}{where}{note}")
         except _Protocol as error:
-            outcome = _Outcome(
-                "error", f"the notebook process broke the grading protocol ({error})"
-            )
+            outcome = Outcome("error", f"the notebook process broke the grading protocol ({error})")
         for item in pending:
             outcomes[item.id] = outcome
         pending.clear()
         return None
-
-    def _check_item(
-        self,
-        child: Child,
-        item: AutoItem,
-        rng: torch.Generator,
-        deadline: float,
-        errors: list[dict],
-    ) -> tuple[_Outcome, bool]:
-        """``(outcome, child still usable)`` for one item: all its public then hidden cases.
-
-        An all-or-nothing item stops at its first failed case; a partial-credit item
-        (``credit == "cases"``) goes on while the child is usable and earns
-        ``passed / total`` of its points.
-        """
-        try:
-            cases = [("public", i, c) for i, c in enumerate(item.public_cases(), 1)]
-            cases += [("hidden", i, c) for i, c in enumerate(item.hidden_cases(rng), 1)]
-            requests = [item.request(case) for _, _, case in cases]
-        except Exception as error:  # noqa: BLE001 - a bug in trusted item code must not stop the class
-            return _item_bug(item, error), True
-        partial = getattr(item, "credit", "all") == "cases"
-        hidden_total = sum(kind == "hidden" for kind, _, _ in cases)
-        passed, first, alive = 0, None, True
-        for (kind, number, case), request in zip(cases, requests, strict=True):
-            outcome, alive, final = self._check_case(
-                child, item, (kind, number, hidden_total), case, request, deadline, errors
-            )
-            if outcome is None:
-                passed += 1
-                continue
-            first = first or outcome
-            if final or not partial or not alive:
-                break
-        if first is None:
-            return _Outcome(
-                "passed", f"all {len(cases)} case{'s' * (len(cases) != 1)} passed"
-            ), True
-        if partial and passed:
-            summary = f"{passed} of {len(cases)} cases passed; first failure: "
-            first.credit = passed / len(cases)
-            first.public = summary + (first.detail if first.public is None else first.public)
-            first.detail = summary + first.detail
-        return first, alive
-
-    def _check_case(
-        self,
-        child: Child,
-        item: AutoItem,
-        where: tuple[str, int, int],
-        case: Any,
-        request: dict,
-        deadline: float,
-        errors: list[dict],
-    ) -> tuple[_Outcome | None, bool, bool]:
-        """``(outcome or None when the case passed, child still usable, stop the item)``.
-
-        For a hidden case the student-visible text (``_Outcome.public``) names the case by its
-        number only: never its inputs, the expected value, or text the submission produced
-        after it was given them (exception messages and type names, its output).
-        """
-        kind, number, hidden_total = where
-        label = f"{kind} case {number}: {item.describe(case)}"
-        shown = f"hidden case {number} of {hidden_total}" if kind == "hidden" else None
-
-        def fail(status: str, detail: str, public: str | None = None) -> _Outcome:
-            if shown is None:
-                return _Outcome(status, detail)
-            return _Outcome(status, detail, public if public is not None else shown)
-
-        hint = f" Hint: {item.hint}" if item.hint else ""
-        nonce = secrets.token_hex(8)
-        call_deadline = min(deadline, time.monotonic() + self.call_timeout)
-        try:
-            child.send({"type": "probe", "nonce": nonce, "request": request})
-            message = child.receive(call_deadline)
-        except _Timeout:
-            limit = (
-                "the notebook's time limit"
-                if call_deadline == deadline
-                else f"{self.call_timeout:g} s"
-            )
-            return (
-                fail(
-                    "timeout",
-                    f"{label}: no answer within {limit}",
-                    f"{shown}: no answer within {limit}",
-                ),
-                False,
-                True,
-            )
-        except _Lost as lost:
-            note = _memory_note(
-                child.output.value().decode(errors="replace")[-4000:] + str(lost), self.memory_mb
-            )
-            text = f"the notebook process {lost}{note}"
-            return fail("error", f"{label}: {text}", f"{shown}: {text}"), False, True
-        except _Protocol as error:
-            text = f"the notebook process broke the grading protocol ({error})"
-            return fail("error", text, text), False, True
-        reply = message.get("reply") if isinstance(message, dict) else None
-        if not (
-            isinstance(message, dict)
-            and message.get("type") == "reply"
-            and message.get("nonce") == nonce
-            and isinstance(reply, dict)
-        ):
-            text = "the notebook process broke the grading protocol (unexpected reply)"
-            return fail("error", text, text), False, True
-        status = reply.get("status")
-        if status == "missing":
-            detail = f"not attempted: `{item.name}` is not defined"
-            public = detail + (" (a cell raised an exception)" if _cell_note(errors, 0) else "")
-            return (
-                _Outcome("failed", detail + _cell_note(errors, self.memory_mb), public),
-                True,
-                True,
-            )
-        if status == "not_implemented":
-            text = f"not attempted: `{item.name}` raises NotImplementedError"
-            return _Outcome("failed", text), True, True
-        if status == "error":
-            kind_text = _clean(reply.get("type", "Error"), 80)
-            text = f"{kind_text}: {_clean(reply.get('message', ''), 200)}"
-            detail = f"{label}: raised {text}{_memory_note(text, self.memory_mb)}"
-            return fail("error", detail, f"{shown}: raised an exception.{hint}"), True, False
-        if status != "ok" or "output" not in reply:
-            text = "the notebook process broke the grading protocol (bad reply status)"
-            return fail("error", text, text), False, True
-        try:
-            output = wire.decode(reply["output"])
-        except Exception as error:  # noqa: BLE001 - any value that cannot be rebuilt is an error
-            detail = f"{label}: the result cannot be checked ({_clean(error, 150)})"
-            return fail("error", detail, f"{shown}: the result cannot be checked"), True, False
-        try:
-            expected = item.reference(case)
-        except Exception as error:  # noqa: BLE001 - as above
-            return _item_bug(item, error), True, True
-        try:
-            ok, detail = item.compare(output, expected)
-        except Exception as error:  # noqa: BLE001 - a compare that chokes on odd output is a fail
-            ok, detail = (
-                False,
-                f"the output could not be compared ({type(error).__name__}: {_clean(error, 150)})",
-            )
-        if ok:
-            return None, True, False
-        return (
-            fail(
-                "failed", f"{label}: {_clean(detail, 300)}.{hint}", f"{shown}: wrong output.{hint}"
-            ),
-            True,
-            False,
-        )
-
-
-def _error_text(error: BaseException) -> str:
-    return f"{type(error).__name__}: {_clean(error, 200)}"
-
-
-def _item_bug(item: AutoItem, error: Exception) -> _Outcome:
-    """The outcome when the trusted item itself fails: an error to fix in the item, not a zero."""
-    return _Outcome(
-        "error",
-        f"grader error in item {item.id} (not the submission's fault): "
-        f"{type(error).__name__}: {error}",
-        # The trusted code's message may quote a hidden case: the student gets none of it.
-        "the grader could not check this item (not your fault; your instructor is told)",
-    )
-
-
-def _cell_error(entry: dict) -> dict:
-    index = entry.get("index")
-    return {
-        "index": index if type(index) is int else -1,
-        "type": _clean(entry.get("type", ""), 80),
-        "message": _clean(entry.get("message", ""), 200),
-    }
-
-
-def _cell_note(errors: list[dict], memory_mb: int) -> str:
-    """Mention the first cell that failed for another reason than an unfinished exercise."""
-    for error in errors:
-        if error["type"] != "NotImplementedError":
-            text = f"{error['type']}: {error['message']}"
-            return f" (cell {error['index']} raised {text}{_memory_note(text, memory_mb)})"
-    return ""
 
 
 def discover_students(root: str) -> list[str]:
