@@ -14,6 +14,7 @@ import os
 import secrets
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -151,6 +152,24 @@ LEAKY_BOMB = (
     "    hoard = torch.empty(2**31, dtype=torch.float32)  # 8 GiB\n"
     "    return torch.where(x > 0, x, negative_slope * x)"
 )
+
+
+#: The writer's targets (``_writer``) that belong to the grader, other students or the course,
+#: which no submission may write to with or without namespaces.
+SHARED_TARGETS = (
+    "out_grades",
+    "out_new",
+    "other_student",
+    "own_submission",
+    "fixture",
+    "item_module",
+    "repo_new",
+)
+
+
+def _assert_none_written(log: str, targets: tuple[str, ...]) -> None:
+    for target in targets:
+        assert f"'{target}': 'WROTE'" not in log
 
 
 def _writer(out: Path, subs: Path) -> str:
@@ -323,7 +342,7 @@ def graded(tmp_path_factory):
         sandbox = dict(grader.sandbox)
     report.write(str(out), results, {"sandbox": sandbox})
     seconds = time.monotonic() - started
-    rows = {(r.student, r.exercise): r for r in report.rows_from_csv(str(out / "grades.csv"))}
+    rows = _grades(out)
     return {
         "rows": rows,
         "results": {r.student: r for r in results},
@@ -334,6 +353,21 @@ def graded(tmp_path_factory):
         "sandbox": sandbox,
         "seconds": seconds,
     }
+
+
+def _grades(out: Path) -> dict:
+    """``grades.csv`` by ``(student, exercise)``, with the points as numbers.
+
+    The students here have plain names, which the file shows unescaped.
+    """
+    with open(out / "grades.csv", newline="", encoding="utf-8") as handle:
+        rows = [
+            SimpleNamespace(
+                **{**row, "points": float(row["points"]), "max_points": float(row["max_points"])}
+            )
+            for row in csv.DictReader(handle)
+        ]
+    return {(row.student, row.exercise): row for row in rows}
 
 
 def _rows(graded, student: str) -> list:
@@ -474,16 +508,7 @@ def test_writes_outside_the_sandbox_change_nothing(graded):
     log = (out / "logs" / "writer" / f"{NOTEBOOK}.log").read_text()
     assert "'home_dot': 'WROTE'" in log  # its own home (the temporary folder) is writable
     assert "'big_file': 'File too large'" in log  # but not without limit
-    for target in (
-        "out_grades",
-        "out_new",
-        "other_student",
-        "own_submission",
-        "fixture",
-        "item_module",
-        "repo_new",
-    ):
-        assert f"'{target}': 'WROTE'" not in log
+    _assert_none_written(log, SHARED_TARGETS)
     if graded["sandbox"]["namespaces"]:
         # Other students' work is out of sight, and there is no network.
         assert "'read_other': 'READ'" not in log
@@ -618,7 +643,7 @@ def graded_basic(tmp_path_factory):
     Path(f"/tmp/pwned-{TOKEN}").unlink(
         missing_ok=True
     )  # /tmp is writable without a mount namespace
-    rows = {(r.student, r.exercise): r for r in report.rows_from_csv(str(out / "grades.csv"))}
+    rows = _grades(out)
     after = {path: _digest(path) for path in protected}
     return {"rows": rows, "out": out, "before": before, "after": after, "sandbox": sandbox}
 
@@ -651,15 +676,5 @@ def test_without_namespaces_the_uid_change_protects_files_and_kills_leftovers(gr
     assert not (out / f"pwned-{TOKEN}.txt").exists()
     assert not (REPO / "solutions" / f"pwned-{TOKEN}.ipynb").exists()
     log = (out / "logs" / "writer" / f"{NOTEBOOK}.log").read_text()
-    for target in (
-        "out_grades",
-        "out_new",
-        "other_student",
-        "own_submission",
-        "fixture",
-        "item_module",
-        "repo_new",
-        "root_home",
-    ):
-        assert f"'{target}': 'WROTE'" not in log
+    _assert_none_written(log, (*SHARED_TARGETS, "root_home"))
     assert _survivors() == []

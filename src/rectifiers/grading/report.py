@@ -160,27 +160,3 @@ def write(out_dir: str, results: Sequence[SubmissionResult], run: dict) -> None:
     for result in results:
         book.record(result)
     book.publish(run=run)
-
-
-def rows_from_csv(path: str) -> list[Row]:
-    """Read ``grades.csv`` back as ``Row`` objects (``detail`` only; no student feedback)."""
-    from .names import folder_name
-
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        return [
-            Row(
-                folder_name(
-                    r["student"][1:]
-                    if r["student"][:2] in ("'=", "'+", "'-", "'@")
-                    else r["student"]
-                ),
-                r["notebook"],
-                r["exercise"],
-                float(r["points"]),
-                float(r["max_points"]),
-                r["status"],
-                r["detail"],
-            )
-            for r in reader
-        ]
