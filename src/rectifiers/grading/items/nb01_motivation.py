@@ -12,7 +12,8 @@ import math
 
 import torch
 
-from rectifiers.grading.item import Case, FunctionItem, ManualItem
+from rectifiers.grading.item import Case, ManualItem
+from rectifiers.grading.items._common import per_case_function
 
 NOTEBOOK = "01_motivation"
 
@@ -37,18 +38,15 @@ def _born_dead_hidden(rng: torch.Generator) -> list[Case]:
     return cases
 
 
-BORN_DEAD = FunctionItem(
+BORN_DEAD = per_case_function(
     "01.born_dead_probability",
     2,
-    "born_dead_probability",
-    reference=born_dead_probability,
+    born_dead_probability,
     public=[Case((1, 1)), Case((3, 10)), Case((8, 50))],
     hidden=_born_dead_hidden,
     hint="A layer of n units is all-zero with probability 2^-n; the network survives only if "
     "every one of its L layers keeps at least one unit active.",
-    rtol=1e-9,
-    atol=1e-15,
-    credit="cases",
+    tolerance={"rtol": 1e-9, "atol": 1e-15},
 )
 
 
@@ -93,11 +91,10 @@ def _dead_mask_hidden(rng: torch.Generator) -> list[Case]:
     return cases
 
 
-DEAD_MASK = FunctionItem(
+DEAD_MASK = per_case_function(
     "01.dead_unit_mask",
     2,
-    "dead_unit_mask",
-    reference=dead_unit_mask,
+    dead_unit_mask,
     public=[
         Case((torch.tensor([[-1.0, 2.0, 0.0, -0.5], [-3.0, -1.0, 0.0, 0.0]]),)),
         Case((torch.tensor([[[-1.0, 1.0], [0.0, -2.0]], [[-2.0, -1.0], [-1.0, -2.0]]]),)),
@@ -105,7 +102,6 @@ DEAD_MASK = FunctionItem(
     hidden=_dead_mask_hidden,
     hint="A unit is dead on the batch when its pre-activation is <= 0 (zero included) for every "
     "example; flatten all dimensions after the batch dimension and return a bool tensor.",
-    credit="cases",
 )
 
 

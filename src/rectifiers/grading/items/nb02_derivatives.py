@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 
 from rectifiers import functional
-from rectifiers.grading.item import Case, FunctionItem, ValueItem
+from rectifiers.grading.item import Case, ValueItem
+from rectifiers.grading.items._common import ELEMENTWISE, FORMULA, per_case_function
 
 NOTEBOOK = "02_derivatives"
 
@@ -52,11 +53,10 @@ def _slope_cases(rng: torch.Generator) -> list[Case]:
     return [Case((_random_input(rng), slope)) for slope in _slopes(rng)]
 
 
-LEAKY_FROM_SCRATCH = FunctionItem(
+LEAKY_FROM_SCRATCH = per_case_function(
     "02.leaky_relu_from_scratch",
     2,
-    "leaky_relu_from_scratch",
-    reference=functional.leaky_relu,
+    functional.leaky_relu,
     public=[
         Case((torch.tensor([-2.0, -0.5, 0.0, 1.5]), 0.1)),
         Case((torch.tensor([[-1.0, 4.0], [2.0, -8.0]], dtype=torch.float64), 0.25)),
@@ -64,9 +64,7 @@ LEAKY_FROM_SCRATCH = FunctionItem(
     hidden=_slope_cases,
     hint="Select x where x > 0 and negative_slope * x elsewhere (torch.where); max(x, a*x) is "
     "only right for a <= 1. Keep the input's shape and dtype.",
-    rtol=1e-6,
-    atol=1e-7,
-    credit="cases",
+    tolerance=ELEMENTWISE,
 )
 
 
@@ -74,17 +72,14 @@ def _relu_hidden(rng: torch.Generator) -> list[Case]:
     return [Case((_random_input(rng),)) for _ in range(4)]
 
 
-RELU_AS_LEAKY = FunctionItem(
+RELU_AS_LEAKY = per_case_function(
     "02.relu_as_leaky",
     1,
-    "relu_as_leaky",
-    reference=functional.relu,
+    functional.relu,
     public=[Case((torch.tensor([-3.0, -0.5, 0.0, 2.0]),))],
     hidden=_relu_hidden,
     hint="Call your leaky_relu_from_scratch with negative_slope = 0.",
-    rtol=1e-6,
-    atol=1e-7,
-    credit="cases",
+    tolerance=ELEMENTWISE,
 )
 
 
@@ -100,17 +95,14 @@ LEAKY_OUTPUTS = ValueItem(
     ),
     hint="A tuple of five floats, one per input, in the order given: positive inputs pass "
     "unchanged, the others are multiplied by the slope.",
-    rtol=1e-9,
-    atol=1e-12,
-    credit="all",
+    **FORMULA,
 )
 
 
-LEAKY_DERIVATIVE = FunctionItem(
+LEAKY_DERIVATIVE = per_case_function(
     "02.leaky_relu_derivative",
     2,
-    "leaky_relu_derivative",
-    reference=functional.leaky_relu_grad,
+    functional.leaky_relu_grad,
     public=[
         Case((torch.tensor([-2.0, 0.0, 3.0]), 0.1)),
         Case((torch.tensor([[1.0, -1.0], [-0.0, 5.0]], dtype=torch.float64), 0.3)),
@@ -118,9 +110,7 @@ LEAKY_DERIVATIVE = FunctionItem(
     hidden=_slope_cases,
     hint="1 where x > 0 and negative_slope elsewhere: autograd gives x = 0 the slope of the "
     "negative side. Same shape and dtype as x.",
-    rtol=1e-6,
-    atol=1e-7,
-    credit="cases",
+    tolerance=ELEMENTWISE,
 )
 
 ITEMS = [LEAKY_FROM_SCRATCH, RELU_AS_LEAKY, LEAKY_OUTPUTS, LEAKY_DERIVATIVE]

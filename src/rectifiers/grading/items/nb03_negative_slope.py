@@ -23,11 +23,11 @@ from rectifiers.grading import wire
 from rectifiers.grading.item import (
     AutoItem,
     Case,
-    FunctionItem,
     ModuleItem,
     ModuleSpec,
     compare_outputs,
 )
+from rectifiers.grading.items._common import FORMULA, SUMMED, per_case_function
 
 NOTEBOOK = "03_negative_slope"
 
@@ -150,9 +150,7 @@ MLP = _MLPItem(
     hint="MLP(activation) is an nn.Sequential of Linear(40, 64), act, Linear(64, 64), act, "
     "Linear(64, 10), with act nn.ReLU(), nn.LeakyReLU(0.01) or nn.PReLU() (a new one per layer), "
     "and no activation after the last Linear.",
-    rtol=1e-5,
-    atol=1e-6,
-    credit="all",
+    **SUMMED,
 )
 
 
@@ -234,18 +232,15 @@ def _public_zero_fraction() -> list[Case]:
     return [Case((relu, x)), Case((leaky, x))]
 
 
-ZERO_FRACTION = FunctionItem(
+ZERO_FRACTION = per_case_function(
     "03.zero_activation_fraction",
     2,
-    "zero_activation_fraction",
-    reference=zero_activation_fraction,
+    zero_activation_fraction,
     public=_public_zero_fraction(),
     hidden=_zero_fraction_hidden,
     hint="Record the output of every nn.ReLU, nn.LeakyReLU and nn.PReLU module (forward hooks), "
     "count the entries exactly equal to 0 and divide by the number of entries; return a float.",
-    rtol=1e-9,
-    atol=1e-12,
-    credit="cases",
+    tolerance=FORMULA,
 )
 
 

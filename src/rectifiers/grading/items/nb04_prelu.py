@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from rectifiers import functional
-from rectifiers.grading.item import Case, FunctionItem, ModuleSpec
+from rectifiers.grading.item import Case, ModuleSpec
+from rectifiers.grading.items._common import ELEMENTWISE, SUMMED, per_case_function
 
 NOTEBOOK = "04_prelu"
 
@@ -92,33 +93,27 @@ _PUBLIC = [
     ),
 ]
 
-SLOPE_GRAD = FunctionItem(
+SLOPE_GRAD = per_case_function(
     "04.prelu_slope_grad",
     3,
-    "prelu_slope_grad",
-    reference=prelu_slope_grad,
+    prelu_slope_grad,
     public=_PUBLIC,
     hidden=_prelu_hidden,
     hint="Per position the slope's derivative is x where x <= 0 and 0 elsewhere; multiply by "
     "grad_output and sum over every position that shares the slope (all of them for one slope, "
     "all but dim 1 for one slope per channel). The result has weight's shape and dtype.",
-    rtol=1e-5,
-    atol=1e-6,
-    credit="cases",
+    tolerance=SUMMED,
 )
 
-INPUT_GRAD = FunctionItem(
+INPUT_GRAD = per_case_function(
     "04.prelu_input_grad",
     2,
-    "prelu_input_grad",
-    reference=prelu_input_grad,
+    prelu_input_grad,
     public=_PUBLIC,
     hidden=_prelu_hidden,
     hint="grad_output where x > 0, slope * grad_output where x <= 0 (zero included), with the "
     "slopes broadcast along dim 1, the channel dimension.",
-    rtol=1e-6,
-    atol=1e-7,
-    credit="cases",
+    tolerance=ELEMENTWISE,
 )
 
 
@@ -168,11 +163,10 @@ def _count_hidden(rng: torch.Generator) -> list[Case]:
     return cases
 
 
-COUNT_SLOPES = FunctionItem(
+COUNT_SLOPES = per_case_function(
     "04.count_prelu_slopes",
     1,
-    "count_prelu_slopes",
-    reference=count_prelu_slopes,
+    count_prelu_slopes,
     public=[
         Case(
             (
@@ -203,7 +197,6 @@ COUNT_SLOPES = FunctionItem(
     hidden=_count_hidden,
     hint="Walk model.modules(), keep the nn.PReLU ones and add up the number of elements of "
     "their weight; return an int.",
-    credit="cases",
 )
 
 ITEMS = [SLOPE_GRAD, INPUT_GRAD, COUNT_SLOPES]

@@ -25,6 +25,7 @@ from torch import nn
 from rectifiers import init
 from rectifiers.grading import wire
 from rectifiers.grading.item import Case, FunctionItem, ManualItem, ModuleSpec
+from rectifiers.grading.items._common import FORMULA, per_case_function
 
 NOTEBOOK = "05_initialisation"
 
@@ -42,20 +43,17 @@ def _gain_hidden(rng: torch.Generator) -> list[Case]:
     return [Case((round(float(s), 4),)) for s in slopes]
 
 
-MATCHED_GAIN = FunctionItem(
+MATCHED_GAIN = per_case_function(
     "05.matched_gain",
     1,
-    "matched_gain",
-    reference=init.leaky_relu_gain,
+    init.leaky_relu_gain,
     public=[Case((0.0,)), Case((0.01,)), Case((1.0,)), Case((0.2,))],
     hidden=_gain_hidden,
     hint=(
         "Keeping the second moment means gain^2 * (1 + a^2) / 2 = 1; "
         "return the square root, a float."
     ),
-    rtol=1e-9,
-    atol=1e-12,
-    credit="cases",
+    tolerance=FORMULA,
 )
 
 
@@ -233,18 +231,15 @@ def _growth_hidden(rng: torch.Generator) -> list[Case]:
     return cases
 
 
-MISMATCH_GROWTH = FunctionItem(
+MISMATCH_GROWTH = per_case_function(
     "05.mismatch_growth",
     2,
-    "mismatch_growth",
-    reference=mismatch_growth,
+    mismatch_growth,
     public=[Case((0.2, 0.2, 10)), Case((0.0, 1.0, 1)), Case((1.0, 0.0, 4)), Case((0.3, 0.0, 20))],
     hidden=_growth_hidden,
     hint="Per layer the second moment is multiplied by gain^2 * (1 + actual^2) / 2, with gain^2 = "
     "2 / (1 + assumed^2); over depth layers raise that factor to the power depth.",
-    rtol=1e-9,
-    atol=1e-12,
-    credit="cases",
+    tolerance=FORMULA,
 )
 
 FAN_MODE = ManualItem(

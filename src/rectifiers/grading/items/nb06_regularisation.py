@@ -19,6 +19,7 @@ import torch
 from rectifiers import optim
 from rectifiers.grading import wire
 from rectifiers.grading.item import Case, FunctionItem, ManualItem, ModuleSpec
+from rectifiers.grading.items._common import FORMULA, per_case_function
 
 NOTEBOOK = "06_regularisation"
 
@@ -40,11 +41,10 @@ def _decay_hidden(rng: torch.Generator) -> list[Case]:
     return cases
 
 
-DECAYED_SLOPE = FunctionItem(
+DECAYED_SLOPE = per_case_function(
     "06.decayed_slope",
     2,
-    "decayed_slope",
-    reference=decayed_slope,
+    decayed_slope,
     public=[
         Case((0.25, 0.1, 0.01, 0)),
         Case((0.25, 0.1, 0.01, 1)),
@@ -54,9 +54,7 @@ DECAYED_SLOPE = FunctionItem(
     hidden=_decay_hidden,
     hint="Each step multiplies the slope by the same factor (1 - lr * weight_decay): no "
     "exponential approximation, and lr and weight_decay both enter.",
-    rtol=1e-9,
-    atol=1e-12,
-    credit="cases",
+    tolerance=FORMULA,
 )
 
 
