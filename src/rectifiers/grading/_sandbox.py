@@ -101,11 +101,9 @@ def mount(  # pragma: no cover - sandboxed child only
 
 
 class _MountAttr(ctypes.Structure):
+    # struct mount_attr (linux/mount.h): four 64-bit fields.
     _fields_ = [
-        ("attr_set", ctypes.c_uint64),
-        ("attr_clr", ctypes.c_uint64),
-        ("propagation", ctypes.c_uint64),
-        ("userns_fd", ctypes.c_uint64),
+        (name, ctypes.c_uint64) for name in ("attr_set", "attr_clr", "propagation", "userns_fd")
     ]
 
 

@@ -181,7 +181,44 @@ class AutoItem(Item):
         return f"{self.name}({', '.join(shown)})"
 
 
-class FunctionItem(AutoItem):
+class _CasesItem(AutoItem):
+    """An auto item checked on fixed public cases and on cases ``hidden(rng)`` draws at grading
+    time, with output tolerances: what ``FunctionItem`` and ``ModuleItem`` share."""
+
+    def __init__(
+        self,
+        id: str,
+        points: float,
+        name: str,
+        public: Sequence[Case],
+        hidden: Callable[[torch.Generator], Sequence[Case]] | None,
+        hint: str,
+        credit: str,
+        rtol: float,
+        atol: float,
+    ):
+        super().__init__(id, points, name=name, hint=hint, credit=credit)
+        if hidden is not None and not callable(hidden):
+            raise TypeError(
+                f"hidden must be callable (rng -> cases) or None, got {type(hidden).__name__}"
+            )
+        self._public = _check_cases("public", public)
+        self._hidden = hidden
+        self.rtol = v.check_non_negative_real("rtol", rtol)
+        self.atol = v.check_non_negative_real("atol", atol)
+
+    def public_cases(self) -> list[Case]:
+        return list(self._public)
+
+    def hidden_cases(self, rng: torch.Generator) -> list[Case]:
+        return [] if self._hidden is None else list(_check_cases("hidden", self._hidden(rng)))
+
+    def _within_tolerance(self, output: Any, expected: Any, where: str) -> tuple[bool, str]:
+        """``compare_outputs`` with the item's tolerances, for one of several outputs."""
+        return compare_outputs(output, expected, rtol=self.rtol, atol=self.atol, where=where)
+
+
+class FunctionItem(_CasesItem):
     """The learner defines a function ``name``; each case calls it and compares with ``reference``.
 
     Args:
@@ -223,26 +260,12 @@ class FunctionItem(AutoItem):
         check_dtype: bool = True,
         capture_args: bool = False,
     ):
-        super().__init__(id, points, name=name, hint=hint, credit=credit)
+        super().__init__(id, points, name, public, hidden, hint, credit, rtol, atol)
         if not callable(reference):
             raise TypeError(f"reference must be callable, got {type(reference).__name__}")
-        if hidden is not None and not callable(hidden):
-            raise TypeError(
-                f"hidden must be callable (rng -> cases) or None, got {type(hidden).__name__}"
-            )
-        self._public = _check_cases("public", public)
         self._reference = reference
-        self._hidden = hidden
-        self.rtol = v.check_non_negative_real("rtol", rtol)
-        self.atol = v.check_non_negative_real("atol", atol)
         self.check_dtype = bool(check_dtype)
         self.capture_args = bool(capture_args)
-
-    def public_cases(self) -> list[Case]:
-        return list(self._public)
-
-    def hidden_cases(self, rng: torch.Generator) -> list[Case]:
-        return [] if self._hidden is None else list(_check_cases("hidden", self._hidden(rng)))
 
     def reference(self, case: Case) -> Any:
         built: list[torch.nn.Module] = []
@@ -322,7 +345,7 @@ class ValueItem(AutoItem):
         )
 
 
-class ModuleItem(AutoItem):
+class ModuleItem(_CasesItem):
     """The learner defines an ``nn.Module`` class ``name``.
 
     For each case the submission builds ``name(*case.args, **case.kwargs)`` (after
@@ -359,6 +382,8 @@ class ModuleItem(AutoItem):
 
     mode = "module"
 
+    # deliberately repeated: the start of FunctionItem's signature. Each public item class spells
+    # out all its arguments so that help() and editors show them; _CasesItem checks them once.
     def __init__(
         self,
         id: str,
@@ -374,29 +399,15 @@ class ModuleItem(AutoItem):
         rtol: float = 1e-5,
         atol: float = 1e-6,
     ):
-        super().__init__(id, points, name=name, hint=hint, credit=credit)
+        super().__init__(id, points, name, public, hidden, hint, credit, rtol, atol)
         if not callable(forward):
             raise TypeError(f"forward must be callable, got {type(forward).__name__}")
-        if hidden is not None and not callable(hidden):
-            raise TypeError(
-                f"hidden must be callable (rng -> cases) or None, got {type(hidden).__name__}"
-            )
         if check_state is not None and not callable(check_state):
             raise TypeError(
                 f"check_state must be callable or None, got {type(check_state).__name__}"
             )
-        self._public = _check_cases("public", public)
-        self._hidden = hidden
         self._forward = forward
         self._check_state = check_state
-        self.rtol = v.check_non_negative_real("rtol", rtol)
-        self.atol = v.check_non_negative_real("atol", atol)
-
-    def public_cases(self) -> list[Case]:
-        return list(self._public)
-
-    def hidden_cases(self, rng: torch.Generator) -> list[Case]:
-        return [] if self._hidden is None else list(_check_cases("hidden", self._hidden(rng)))
 
     def reference(self, case: Case) -> Case:
         # The expected outputs depend on the learner's parameters: compare() recomputes them.
@@ -408,14 +419,22 @@ class ModuleItem(AutoItem):
         shown = [_show(a) for a in case.args] + [f"{k}={_show(x)}" for k, x in case.kwargs.items()]
         return f"{self.name}({', '.join(shown)})"
 
-    def compare(self, student_output: Any, expected: Case) -> tuple[bool, str]:
+    def _received(self, student_output: Any, expected: Case) -> tuple[wire.ModuleState, list] | str:
+        """The module and the outputs the submission sent back, or why they cannot be checked."""
         if not (isinstance(student_output, dict) and set(student_output) == {"module", "outputs"}):
-            return False, "the submission did not send back a module and its outputs"
+            return "the submission did not send back a module and its outputs"
         module, outputs = student_output["module"], student_output["outputs"]
         if not isinstance(module, wire.ModuleState):
-            return False, f"`{self.name}(...)` must be an nn.Module, got {_what(module)}"
+            return f"`{self.name}(...)` must be an nn.Module, got {_what(module)}"
         if not isinstance(outputs, list) or len(outputs) != len(expected.inputs):
-            return False, "the submission sent back the wrong number of outputs"
+            return "the submission sent back the wrong number of outputs"
+        return module, outputs
+
+    def compare(self, student_output: Any, expected: Case) -> tuple[bool, str]:
+        received = self._received(student_output, expected)
+        if isinstance(received, str):
+            return False, received
+        module, outputs = received
         if self._check_state is not None:
             ok, detail = self._check_state(module, expected)
             if not ok:
@@ -430,13 +449,8 @@ class ModuleItem(AutoItem):
                     False,
                     f"forward on input {index}: the module's state does not fit ({reason})",
                 )
-            ok, detail = compare_outputs(
-                outputs[index],
-                reference,
-                rtol=self.rtol,
-                atol=self.atol,
-                where=f"forward output {index}",
-            )
+            where = f"forward output {index}"
+            ok, detail = self._within_tolerance(outputs[index], reference, where)
             if not ok:
                 return False, detail
         return True, ""

@@ -123,7 +123,28 @@ def _tensor_bytes(tensor: torch.Tensor) -> bytes:
     return flat.view(torch.uint8).numpy().tobytes()
 
 
-class Encoder:
+class _Budget:
+    """What one ``encode`` or ``decode`` of a value may use: ``MAX_NODES`` parts nested at most
+    ``MAX_DEPTH`` deep, and ``MAX_TENSOR_BYTES`` of tensor data in all."""
+
+    def __init__(self) -> None:
+        self._nodes = 0
+        self._bytes = 0
+
+    def _visit(self, depth: int) -> None:
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise WireError(f"value has more than {MAX_NODES} parts")
+        if depth > MAX_DEPTH:
+            raise WireError(f"value is nested deeper than {MAX_DEPTH} levels")
+
+    def _count(self, n: int) -> None:
+        self._bytes += n
+        if self._bytes > MAX_TENSOR_BYTES:
+            raise WireError(f"tensors larger than {MAX_TENSOR_BYTES // 2**20} MiB in total")
+
+
+class Encoder(_Budget):
     """Turns a Python value into wire form.
 
     Args:
@@ -144,15 +165,10 @@ class Encoder:
         self._module_spec_type = module_spec_type
         self._param_names = param_names or {}
         self._strict = strict
-        self._nodes = 0
-        self._bytes = 0
+        super().__init__()
 
     def encode(self, value: Any, depth: int = 0) -> Any:
-        self._nodes += 1
-        if self._nodes > MAX_NODES:
-            raise WireError(f"value has more than {MAX_NODES} parts")
-        if depth > MAX_DEPTH:
-            raise WireError(f"value is nested deeper than {MAX_DEPTH} levels")
+        self._visit(depth)
         if value is None:
             return None
         if isinstance(value, (bool, np.bool_)):
@@ -210,11 +226,6 @@ class Encoder:
             raise WireError(f"a value of type {type(value).__qualname__} cannot cross the boundary")
         return {"$unsupported": type(value).__qualname__[:200]}
 
-    def _count(self, n: int) -> None:
-        self._bytes += n
-        if self._bytes > MAX_TENSOR_BYTES:
-            raise WireError(f"tensors larger than {MAX_TENSOR_BYTES // 2**20} MiB in total")
-
     def _tensor(self, tensor: torch.Tensor) -> dict:
         name = _TORCH_NAMES.get(tensor.dtype)
         if name is None:
@@ -250,7 +261,7 @@ def encode(value: Any, **kwargs: Any) -> Any:
 # Strict decoding (the trusted side's only way in)
 
 
-class Decoder:
+class Decoder(_Budget):
     """Rebuilds a value from wire form, checking everything.
 
     Args:
@@ -267,15 +278,10 @@ class Decoder:
     ):
         self._build_module = build_module
         self._param_lookup = param_lookup
-        self._nodes = 0
-        self._bytes = 0
+        super().__init__()
 
     def decode(self, value: Any, depth: int = 0) -> Any:
-        self._nodes += 1
-        if self._nodes > MAX_NODES:
-            raise WireError(f"value has more than {MAX_NODES} parts")
-        if depth > MAX_DEPTH:
-            raise WireError(f"value is nested deeper than {MAX_DEPTH} levels")
+        self._visit(depth)
         kind = type(value)
         if value is None or kind is bool:
             return value
@@ -381,9 +387,7 @@ class Decoder:
             raw = base64.b64decode(data, validate=True)
         except ValueError:
             raise WireError(f"{tag} data is not base64") from None
-        self._bytes += len(raw)
-        if self._bytes > MAX_TENSOR_BYTES:
-            raise WireError(f"tensors larger than {MAX_TENSOR_BYTES // 2**20} MiB in total")
+        self._count(len(raw))
         if len(raw) != math.prod(shape) * itemsize:
             needed = math.prod(shape) * itemsize
             raise WireError(f"{tag} data has {len(raw)} bytes, shape {shape} needs {needed}")

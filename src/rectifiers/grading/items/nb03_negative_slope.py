@@ -19,14 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rectifiers.grading import wire
-from rectifiers.grading.item import (
-    AutoItem,
-    Case,
-    ModuleItem,
-    ModuleSpec,
-    compare_outputs,
-)
+from rectifiers.grading.item import AutoItem, Case, ModuleItem, ModuleSpec
 from rectifiers.grading.items._common import FORMULA, SUMMED, per_case_function
 
 NOTEBOOK = "03_negative_slope"
@@ -67,13 +60,10 @@ class _MLPItem(ModuleItem):
     """``ModuleItem`` whose trusted forward depends on the case's activation."""
 
     def compare(self, student_output: Any, expected: Case) -> tuple[bool, str]:
-        if not (isinstance(student_output, dict) and set(student_output) == {"module", "outputs"}):
-            return False, "the submission did not send back a module and its outputs"
-        module, outputs = student_output["module"], student_output["outputs"]
-        if not isinstance(module, wire.ModuleState):
-            return False, f"`{self.name}(...)` must build an nn.Module"
-        if not isinstance(outputs, list) or len(outputs) != len(expected.inputs):
-            return False, "the submission sent back the wrong number of outputs"
+        received = self._received(student_output, expected)
+        if isinstance(received, str):
+            return False, received
+        module, outputs = received
         activation = expected.args[0]
         trusted = reference_mlp(activation)
         wanted = {name: tuple(t.shape) for name, t in trusted.state_dict().items()}
@@ -105,13 +95,8 @@ class _MLPItem(ModuleItem):
         for index, inputs in enumerate(expected.inputs):
             with torch.no_grad():
                 reference = trusted(*inputs)
-            ok, detail = compare_outputs(
-                outputs[index],
-                reference,
-                rtol=self.rtol,
-                atol=self.atol,
-                where=f"MLP({activation!r}) output {index}",
-            )
+            where = f"MLP({activation!r}) output {index}"
+            ok, detail = self._within_tolerance(outputs[index], reference, where)
             if not ok:
                 return (
                     False,
