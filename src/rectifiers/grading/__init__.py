@@ -18,6 +18,8 @@ policy) with ``checking`` (one item's cases), ``gradebook`` with ``report``, ``m
 from .item import Case, FunctionItem, Item, ManualItem, ModuleItem, ModuleSpec, ValueItem
 from .public import check
 
+# deliberately repeated: the item kinds of item.__all__, listed again as literals so that linters,
+# type checkers and editors see the package's exports.
 __all__ = [
     "Case",
     "FunctionItem",

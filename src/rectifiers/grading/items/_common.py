@@ -1,4 +1,4 @@
-"""What the course's item modules share: answer tolerances and the partial-credit function item.
+"""What the course's item modules share: tolerances, the partial-credit function item, MLP specs.
 
 Not an item module itself (its name does not match ``nbNN_<topic>``), so the registry skips it.
 """
@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..item import Case, FunctionItem
+from ..item import Case, FunctionItem, ModuleSpec
 
 #: A float64 result of a closed formula: only the order of the operations may differ.
 FORMULA = {"rtol": 1e-9, "atol": 1e-12}
@@ -47,3 +47,21 @@ def per_case_function(
         credit="cases",
         **tolerance,
     )
+
+
+def mlp_spec(
+    widths: Sequence[int], activations: Sequence[tuple[str, dict]], seed: int = 0
+) -> ModuleSpec:
+    """Linear layers ``widths[0] -> widths[1] -> ...`` with ``activations[k]`` (a ``ModuleSpec``
+    layer) after the k-th of them: one activation fewer than there are Linear layers."""
+    if len(activations) != len(widths) - 2:
+        raise ValueError(
+            f"activations must have len(widths) - 2 = {len(widths) - 2} layers, "
+            f"got {len(activations)}"
+        )
+    layers: list[tuple[str, dict]] = []
+    for k, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+        layers.append(("linear", {"in_features": fan_in, "out_features": fan_out}))
+        if k < len(activations):
+            layers.append(activations[k])
+    return ModuleSpec(tuple(layers), seed=seed)

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from rectifiers.grading.item import AutoItem, Case, ModuleItem, ModuleSpec
-from rectifiers.grading.items._common import FORMULA, SUMMED, per_case_function
+from rectifiers.grading.item import AutoItem, Case, ModuleItem
+from rectifiers.grading.items._common import FORMULA, SUMMED, mlp_spec, per_case_function
 
 NOTEBOOK = "03_negative_slope"
 
@@ -181,12 +181,8 @@ def _zero_fraction_hidden(rng: torch.Generator) -> list[Case]:
     cases = []
     for kinds in (("relu", "leaky"), ("leaky0", "prelu"), ("prelu0", "leaky"), ("relu", "prelu")):
         widths = [int(w) for w in torch.randint(3, 33, (4,), generator=rng)]
-        layers: list[tuple[str, dict]] = []
-        for k, kind in enumerate(kinds):
-            layers.append(("linear", {"in_features": widths[k], "out_features": widths[k + 1]}))
-            layers.append(_activation_layer(rng, kind, widths[k + 1]))
-        layers.append(("linear", {"in_features": widths[len(kinds)], "out_features": widths[-1]}))
-        spec = ModuleSpec(tuple(layers), seed=int(torch.randint(0, 2**31, (), generator=rng)))
+        activations = [_activation_layer(rng, kind, widths[k + 1]) for k, kind in enumerate(kinds)]
+        spec = mlp_spec(widths, activations, seed=int(torch.randint(0, 2**31, (), generator=rng)))
         batch = int(torch.randint(2, 40, (), generator=rng))
         shift = float(torch.randn((), generator=rng))
         x = torch.randn(batch, widths[0], generator=rng) + shift
@@ -196,24 +192,8 @@ def _zero_fraction_hidden(rng: torch.Generator) -> list[Case]:
 
 def _public_zero_fraction() -> list[Case]:
     x = torch.linspace(-2, 2, 24).reshape(6, 4)
-    relu = ModuleSpec(
-        (
-            ("linear", {"in_features": 4, "out_features": 8}),
-            ("relu", {}),
-            ("linear", {"in_features": 8, "out_features": 3}),
-        ),
-        seed=0,
-    )
-    leaky = ModuleSpec(
-        (
-            ("linear", {"in_features": 4, "out_features": 8}),
-            ("leaky_relu", {"negative_slope": 0.1}),
-            ("linear", {"in_features": 8, "out_features": 8}),
-            ("relu", {}),
-            ("linear", {"in_features": 8, "out_features": 3}),
-        ),
-        seed=1,
-    )
+    relu = mlp_spec((4, 8, 3), [("relu", {})])
+    leaky = mlp_spec((4, 8, 8, 3), [("leaky_relu", {"negative_slope": 0.1}), ("relu", {})], seed=1)
     return [Case((relu, x)), Case((leaky, x))]
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from rectifiers import functional
 from rectifiers.grading.item import Case, ModuleSpec
-from rectifiers.grading.items._common import ELEMENTWISE, SUMMED, per_case_function
+from rectifiers.grading.items._common import ELEMENTWISE, SUMMED, mlp_spec, per_case_function
 
 NOTEBOOK = "04_prelu"
 
@@ -149,14 +149,9 @@ def _count_hidden(rng: torch.Generator) -> list[Case]:
         cases.append(Case((_cnn_spec(rng, channels, shared),)))
     # PReLU next to LeakyReLU (no parameters) and a Linear layer with no PReLU after it.
     width = int(torch.randint(5, 50, (), generator=rng))
-    spec = ModuleSpec(
-        (
-            ("linear", {"in_features": 7, "out_features": width}),
-            ("leaky_relu", {}),
-            ("linear", {"in_features": width, "out_features": width}),
-            ("prelu", {"num_parameters": width}),
-            ("linear", {"in_features": width, "out_features": 3}),
-        ),
+    spec = mlp_spec(
+        (7, width, width, 3),
+        [("leaky_relu", {}), ("prelu", {"num_parameters": width})],
         seed=int(torch.randint(0, 2**31, (), generator=rng)),
     )
     cases.append(Case((spec,)))
@@ -168,18 +163,7 @@ COUNT_SLOPES = per_case_function(
     1,
     count_prelu_slopes,
     public=[
-        Case(
-            (
-                ModuleSpec(
-                    (
-                        ("linear", {"in_features": 4, "out_features": 6}),
-                        ("prelu", {}),
-                        ("linear", {"in_features": 6, "out_features": 2}),
-                    ),
-                    seed=0,
-                ),
-            )
-        ),
+        Case((mlp_spec((4, 6, 2), [("prelu", {})]),)),
         Case(
             (
                 ModuleSpec(

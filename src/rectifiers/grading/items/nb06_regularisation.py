@@ -19,7 +19,7 @@ import torch
 from rectifiers import optim
 from rectifiers.grading import wire
 from rectifiers.grading.item import Case, FunctionItem, ManualItem, ModuleSpec
-from rectifiers.grading.items._common import FORMULA, per_case_function
+from rectifiers.grading.items._common import FORMULA, mlp_spec, per_case_function
 
 NOTEBOOK = "06_regularisation"
 
@@ -141,14 +141,7 @@ def _groups_hidden(rng: torch.Generator) -> list[Case]:
 
 
 _PUBLIC_GROUP_SPECS = (
-    ModuleSpec(
-        (
-            ("linear", {"in_features": 4, "out_features": 8}),
-            ("prelu", {}),
-            ("linear", {"in_features": 8, "out_features": 2}),
-        ),
-        seed=0,
-    ),
+    mlp_spec((4, 8, 2), [("prelu", {})]),
     ModuleSpec(
         (
             ("linear", {"in_features": 4, "out_features": 8, "bias": False}),
