@@ -82,6 +82,61 @@ def wrong_namespace(source: str) -> dict:
     return namespace
 
 
+def _results(**results: tuple[float, float]) -> dict:
+    """Exercise 03's ``comparison`` from ``(val_accuracy, zero_fraction)`` per activation."""
+    return {
+        name: {"val_accuracy": accuracy, "zero_fraction": zeros}
+        for name, (accuracy, zeros) in results.items()
+    }
+
+
+def _comparison(**results: tuple[float, float]) -> str:
+    """Source defining ``comparison`` (see ``_results``)."""
+    return f"comparison = {_results(**results)!r}"
+
+
+def _init_leaky(weight_init: str, *, zero_bias: bool = True) -> str:
+    """Source of an ``init_leaky_`` that runs ``weight_init`` (a line of code that may use ``m``
+    and ``negative_slope``) on every Linear and Conv layer ``m``, then zeroes its bias."""
+    bias = "\n            if m.bias is not None:\n                nn.init.zeros_(m.bias)"
+    return (
+        "def init_leaky_(module, negative_slope):\n"
+        "    for m in module.modules():\n"
+        "        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):\n"
+        f"            {weight_init}{bias if zero_bias else ''}\n"
+        "    return module"
+    )
+
+
+def _groups_from_exempt(exempt: str) -> str:
+    """Source of a ``no_decay_param_groups`` whose code ``exempt`` collects the ``id`` of every
+    parameter it leaves undecayed in a set ``exempt``; the two groups are built from that set."""
+    return (
+        "def no_decay_param_groups(model, weight_decay):\n"
+        + textwrap.indent(textwrap.dedent(exempt).strip(), "    ")
+        + "\n    decay = [p for p in model.parameters() if id(p) not in exempt]\n"
+        "    no_decay = [p for p in model.parameters() if id(p) in exempt]\n"
+        '    return [{"params": decay, "weight_decay": weight_decay},\n'
+        '            {"params": no_decay, "weight_decay": 0.0}]'
+    )
+
+
+def _mlp(
+    *,
+    leaky: str = "lambda: nn.LeakyReLU(0.01)",
+    prelu: str = "nn.PReLU",
+    layers: str = "nn.Linear(40, 64), act(), nn.Linear(64, 64), act(), nn.Linear(64, 10)",
+) -> str:
+    """Source of exercise 03's ``MLP`` with the given activation factories and layer list (the
+    defaults are right: each wrong answer changes one of them)."""
+    return (
+        "class MLP(nn.Sequential):\n"
+        "    def __init__(self, activation):\n"
+        f'        act = {{"relu": nn.ReLU, "leaky_relu": {leaky}, "prelu": {prelu}}}[activation]\n'
+        f"        super().__init__({layers})"
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Wrong-but-plausible answers: item id -> {description: source defining the item's name}
 
@@ -132,38 +187,14 @@ WRONG: dict[str, dict[str, str]] = {
         "    return torch.where(x > 0, x, negative_slope * x)",
     },
     "03.mlp": {
-        "slope 0.1": """
-            class MLP(nn.Sequential):
-                def __init__(self, activation):
-                    act = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.1),
-                           "prelu": nn.PReLU}[activation]
-                    super().__init__(nn.Linear(40, 64), act(), nn.Linear(64, 64), act(),
-                                     nn.Linear(64, 10))
-        """,
-        "activation after the output layer": """
-            class MLP(nn.Sequential):
-                def __init__(self, activation):
-                    act = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01),
-                           "prelu": nn.PReLU}[activation]
-                    super().__init__(nn.Linear(40, 64), act(), nn.Linear(64, 64), act(),
-                                     nn.Linear(64, 10), act())
-        """,
-        "one PReLU shared by both layers": """
-            class MLP(nn.Sequential):
-                def __init__(self, activation):
-                    act = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01),
-                           "prelu": nn.PReLU}[activation]()
-                    super().__init__(nn.Linear(40, 64), act, nn.Linear(64, 64), act,
-                                     nn.Linear(64, 10))
-        """,
-        "channel-wise PReLU": """
-            class MLP(nn.Sequential):
-                def __init__(self, activation):
-                    act = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01),
-                           "prelu": lambda: nn.PReLU(64)}[activation]
-                    super().__init__(nn.Linear(40, 64), act(), nn.Linear(64, 64), act(),
-                                     nn.Linear(64, 10))
-        """,
+        "slope 0.1": _mlp(leaky="lambda: nn.LeakyReLU(0.1)"),
+        "activation after the output layer": _mlp(
+            layers="nn.Linear(40, 64), act(), nn.Linear(64, 64), act(), nn.Linear(64, 10), act()"
+        ),
+        "one PReLU shared by both layers": _mlp(
+            layers="nn.Linear(40, 64), (one := act()), nn.Linear(64, 64), one, nn.Linear(64, 10)"
+        ),
+        "channel-wise PReLU": _mlp(prelu="lambda: nn.PReLU(64)"),
     },
     "03.zero_activation_fraction": {
         "non-positive pre-activations": """
@@ -204,30 +235,15 @@ WRONG: dict[str, dict[str, str]] = {
         """,
     },
     "03.comparison": {
-        "accuracy in percent": """
-            comparison = {"relu": {"val_accuracy": 55.0, "zero_fraction": 0.55},
-                          "leaky_relu": {"val_accuracy": 57.0, "zero_fraction": 0.0},
-                          "prelu": {"val_accuracy": 57.5, "zero_fraction": 0.0}}
-        """,
-        "zeros counted as non-positive pre-activations": """
-            comparison = {"relu": {"val_accuracy": 0.55, "zero_fraction": 0.55},
-                          "leaky_relu": {"val_accuracy": 0.57, "zero_fraction": 0.52},
-                          "prelu": {"val_accuracy": 0.575, "zero_fraction": 0.5}}
-        """,
-        "rows swapped": """
-            comparison = {"relu": {"val_accuracy": 0.57, "zero_fraction": 0.0},
-                          "leaky_relu": {"val_accuracy": 0.55, "zero_fraction": 0.55},
-                          "prelu": {"val_accuracy": 0.575, "zero_fraction": 0.0}}
-        """,
-        "untrained networks": """
-            comparison = {"relu": {"val_accuracy": 0.1, "zero_fraction": 0.5},
-                          "leaky_relu": {"val_accuracy": 0.1, "zero_fraction": 0.0},
-                          "prelu": {"val_accuracy": 0.1, "zero_fraction": 0.0}}
-        """,
-        "missing entry": """
-            comparison = {"relu": {"val_accuracy": 0.55, "zero_fraction": 0.55},
-                          "leaky_relu": {"val_accuracy": 0.57, "zero_fraction": 0.0}}
-        """,
+        "accuracy in percent": _comparison(
+            relu=(55.0, 0.55), leaky_relu=(57.0, 0.0), prelu=(57.5, 0.0)
+        ),
+        "zeros counted as non-positive pre-activations": _comparison(
+            relu=(0.55, 0.55), leaky_relu=(0.57, 0.52), prelu=(0.575, 0.5)
+        ),
+        "rows swapped": _comparison(relu=(0.57, 0.0), leaky_relu=(0.55, 0.55), prelu=(0.575, 0.0)),
+        "untrained networks": _comparison(relu=(0.1, 0.5), leaky_relu=(0.1, 0.0), prelu=(0.1, 0.0)),
+        "missing entry": _comparison(relu=(0.55, 0.55), leaky_relu=(0.57, 0.0)),
     },
     "04.prelu_slope_grad": {
         "mask forgotten": """
@@ -283,54 +299,24 @@ WRONG: dict[str, dict[str, str]] = {
         "ReLU's gain": "def matched_gain(negative_slope):\n    return math.sqrt(2.0)",
     },
     "05.init_leaky_": {
-        "slope ignored (ReLU gain)": """
-            def init_leaky_(module, negative_slope):
-                for m in module.modules():
-                    if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-                        nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                        if m.bias is not None:
-                            nn.init.zeros_(m.bias)
-                return module
-        """,
-        "uniform distribution": """
-            def init_leaky_(module, negative_slope):
-                for m in module.modules():
-                    if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-                        nn.init.kaiming_uniform_(m.weight, a=negative_slope,
-                                                 nonlinearity="leaky_relu")
-                        if m.bias is not None:
-                            nn.init.zeros_(m.bias)
-                return module
-        """,
-        "fan_out": """
-            def init_leaky_(module, negative_slope):
-                for m in module.modules():
-                    if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-                        nn.init.kaiming_normal_(m.weight, a=negative_slope, mode="fan_out",
-                                                nonlinearity="leaky_relu")
-                        if m.bias is not None:
-                            nn.init.zeros_(m.bias)
-                return module
-        """,
-        "gain without the square root": """
-            def init_leaky_(module, negative_slope):
-                for m in module.modules():
-                    if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-                        fan_in = m.weight[0].numel()
-                        nn.init.normal_(m.weight, 0.0,
-                                        (2.0 / (1 + negative_slope ** 2)) / math.sqrt(fan_in))
-                        if m.bias is not None:
-                            nn.init.zeros_(m.bias)
-                return module
-        """,
-        "biases left alone": """
-            def init_leaky_(module, negative_slope):
-                for m in module.modules():
-                    if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-                        nn.init.kaiming_normal_(m.weight, a=negative_slope,
-                                                nonlinearity="leaky_relu")
-                return module
-        """,
+        "slope ignored (ReLU gain)": _init_leaky(
+            'nn.init.kaiming_normal_(m.weight, nonlinearity="relu")'
+        ),
+        "uniform distribution": _init_leaky(
+            'nn.init.kaiming_uniform_(m.weight, a=negative_slope, nonlinearity="leaky_relu")'
+        ),
+        "fan_out": _init_leaky(
+            "nn.init.kaiming_normal_("
+            'm.weight, a=negative_slope, mode="fan_out", nonlinearity="leaky_relu")'
+        ),
+        "gain without the square root": _init_leaky(
+            "nn.init.normal_("
+            "m.weight, 0.0, (2.0 / (1 + negative_slope ** 2)) / math.sqrt(m.weight[0].numel()))"
+        ),
+        "biases left alone": _init_leaky(
+            'nn.init.kaiming_normal_(m.weight, a=negative_slope, nonlinearity="leaky_relu")',
+            zero_bias=False,
+        ),
         "every 1-D parameter zeroed (PReLU slopes too)": """
             def init_leaky_(module, negative_slope):
                 for p in module.parameters():
@@ -371,27 +357,17 @@ WRONG: dict[str, dict[str, str]] = {
                 return [{"params": decay, "weight_decay": weight_decay},
                         {"params": no_decay, "weight_decay": 0.0}]
         """,
-        "only PReLU exempt": """
-            def no_decay_param_groups(model, weight_decay):
-                slopes = {id(p) for m in model.modules() if isinstance(m, nn.PReLU)
-                          for p in m.parameters()}
-                decay = [p for p in model.parameters() if id(p) not in slopes]
-                no_decay = [p for p in model.parameters() if id(p) in slopes]
-                return [{"params": decay, "weight_decay": weight_decay},
-                        {"params": no_decay, "weight_decay": 0.0}]
-        """,
-        "norm layers decayed": """
-            def no_decay_param_groups(model, weight_decay):
-                exempt = set()
-                for m in model.modules():
-                    for name, p in m.named_parameters(recurse=False):
-                        if isinstance(m, nn.PReLU) or name == "bias":
-                            exempt.add(id(p))
-                decay = [p for p in model.parameters() if id(p) not in exempt]
-                no_decay = [p for p in model.parameters() if id(p) in exempt]
-                return [{"params": decay, "weight_decay": weight_decay},
-                        {"params": no_decay, "weight_decay": 0.0}]
-        """,
+        "only PReLU exempt": _groups_from_exempt("""
+            exempt = {id(p) for m in model.modules() if isinstance(m, nn.PReLU)
+                      for p in m.parameters()}
+        """),
+        "norm layers decayed": _groups_from_exempt("""
+            exempt = set()
+            for m in model.modules():
+                for name, p in m.named_parameters(recurse=False):
+                    if isinstance(m, nn.PReLU) or name == "bias":
+                        exempt.add(id(p))
+        """),
         "generators instead of lists": """
             def no_decay_param_groups(model, weight_decay):
                 slopes = {id(p) for m in model.modules()
@@ -493,11 +469,7 @@ def test_wrong_answers_fail_the_hidden_cases_too():
 
 
 def test_comparison_accepts_plausible_results():
-    good = {
-        "relu": {"val_accuracy": 0.55, "zero_fraction": 0.55},
-        "leaky_relu": {"val_accuracy": 0.57, "zero_fraction": 0.0},
-        "prelu": {"val_accuracy": 0.575, "zero_fraction": 0.001},
-    }
+    good = _results(relu=(0.55, 0.55), leaky_relu=(0.57, 0.0), prelu=(0.575, 0.001))
     assert run_item(nb03.COMPARISON, {"comparison": good}, 0) == (True, "")
 
 
