@@ -32,6 +32,8 @@ MAX_BYTES = 4 * 2**20
 MARKED = "marked"
 
 
+# deliberately alike: notebook.py's NotebookError and Cell have this shape too (an error type,
+# then a frozen record of five fields) but share no fields or logic with these.
 class MarksError(ValueError):
     """A marks file that cannot be used; the message lists every problem with its line."""
 
