@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from doctest_helpers import assert_examples_pass
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -494,9 +495,15 @@ def test_prelu_grads_argument_errors():
 
 
 def test_docstring_examples():
-    import doctest
-
     import rectifiers.functional as module
 
-    result = doctest.testmod(module, extraglobs={"torch": torch, "nn": torch.nn, "math": math})
-    assert result.attempted > 0 and result.failed == 0
+    assert_examples_pass(module)
+
+
+@pytest.mark.parametrize("name", ["leaky_relu", "leaky_relu_grad"])
+def test_slope_taking_functions_document_their_errors(name):
+    # Their Raises section is written once in the module and put into each docstring at import.
+    doc = getattr(R, name).__doc__
+    assert "(slope errors)" not in doc
+    assert "    Raises:\n        TypeError: if ``x`` is not a floating-point tensor" in doc
+    assert "ValueError: if ``negative_slope`` is NaN, infinite, or too large" in doc
