@@ -128,6 +128,7 @@ def fake_signals(n: int, features: int, *, noise: int = 8, seed: int = 0) -> tor
         return generator(u)
 
 
+# deliberately repeated: the leading parameters are slope_sweep.sweep_slopes's (see there).
 def discriminator_gradients(
     data: MNIST1D,
     sizes: Sequence[int],

@@ -352,8 +352,22 @@ def sweep_learning_rates(
     floating-point rounding, while the per-step overhead is paid once.
 
     Args:
-        lrs: the learning rates, positive and distinct.
-        (the others as in :func:`track_dying`)
+        data: the data set; trained on its training split, measured on its test split.
+        sizes: layer widths, input first; every hidden layer must have the same width.
+        activations: the :math:`A` activations (fixed slopes, ``"prelu"``, ...).
+        seeds: the :math:`S` seeds.
+        lrs: Adam's learning rates, positive and distinct.
+        epochs: passes over the training set.
+        record_every: record every this many steps; ``None``: every epoch.
+        bias_shift: added to every hidden bias at initialisation (negative kills units).
+        init: ``"default"`` (PyTorch's ``nn.Linear`` initialisation) or ``"he"``: He-normal
+            weights with ReLU's gain :math:`\sqrt{2}` and zero biases
+            (:func:`rectifiers.init.kaiming_init_`), drawn from the seed, the same for every
+            activation so that networks with the same seed still start from the same weights.
+        layer_stats: also record :func:`layer_statistics` on the first ``stats_examples``
+            training examples.
+        stats_examples: how many training examples the layer statistics use.
+        quantiles: the quantiles of the layer statistics.
 
     Returns:
         A dict from each learning rate to its :class:`DyingRun`.
@@ -448,12 +462,7 @@ def track_dying(
     *,
     lr: float,
     epochs: int,
-    record_every: int | None = None,
-    bias_shift: float = 0.0,
-    init: str = "default",
-    layer_stats: bool = False,
-    stats_examples: int = 500,
-    quantiles: Sequence[float] = QUANTILES,
+    **options,
 ) -> DyingRun:
     r"""Train every (activation, seed) pair at once and record which units are dead.
 
@@ -464,22 +473,10 @@ def track_dying(
     held-out signals ``data.x_test`` decide which units are dead.
 
     Args:
-        data: the data set; trained on its training split, measured on its test split.
-        sizes: layer widths, input first; every hidden layer must have the same width.
-        activations: the :math:`A` activations (fixed slopes, ``"prelu"``, ...).
-        seeds: the :math:`S` seeds.
         lr: Adam's learning rate.
-        epochs: passes over the training set.
-        record_every: record every this many steps; ``None``: every epoch.
-        bias_shift: added to every hidden bias at initialisation (negative kills units).
-        init: ``"default"`` (PyTorch's ``nn.Linear`` initialisation) or ``"he"``: He-normal
-            weights with ReLU's gain :math:`\sqrt{2}` and zero biases
-            (:func:`rectifiers.init.kaiming_init_`), drawn from the seed, the same for every
-            activation so that networks with the same seed still start from the same weights.
-        layer_stats: also record :func:`layer_statistics` on the first ``stats_examples``
-            training examples.
-        stats_examples: how many training examples the layer statistics use.
-        quantiles: the quantiles of the layer statistics.
+        options: ``record_every``, ``bias_shift``, ``init``, ``layer_stats``,
+            ``stats_examples`` and ``quantiles``, passed on to :func:`sweep_learning_rates`.
+        (the others as in :func:`sweep_learning_rates`)
 
     Returns:
         A :class:`DyingRun`.
@@ -495,17 +492,6 @@ def track_dying(
         >>> run.dead_units.shape, run.accuracy.shape
         (torch.Size([3, 2, 2, 2, 32]), torch.Size([3, 2, 2]))
     """
-    return sweep_learning_rates(
-        data,
-        sizes,
-        activations,
-        seeds,
-        lrs=[lr],
-        epochs=epochs,
-        record_every=record_every,
-        bias_shift=bias_shift,
-        init=init,
-        layer_stats=layer_stats,
-        stats_examples=stats_examples,
-        quantiles=quantiles,
-    )[_check_positive("lr", lr)]
+    # The options go through as they are, so their defaults live in one place: the sweep's.
+    runs = sweep_learning_rates(data, sizes, activations, seeds, lrs=[lr], epochs=epochs, **options)
+    return runs[_check_positive("lr", lr)]

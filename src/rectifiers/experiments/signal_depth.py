@@ -267,6 +267,9 @@ class DefaultInitSignal:
         return factor_per_layer(self.log_sensitivity)["geometric"]
 
 
+# deliberately repeated: the stack parameters (depth, width, batch, seeds, generator) and their
+# defaults are log_second_moments's, written out so that each signature shows them; sharing them
+# would take **kwargs, which hide them from help() and the API pages.
 def default_init_signal(
     slopes: Sequence[float],
     *,

@@ -128,6 +128,9 @@ def perturbed(net, epsilon: float, seed: int):
     return out
 
 
+# deliberately repeated: the leading parameters (data, sizes, slopes, seeds, *, epochs, lr) are
+# those of chapter 03's other experiment, discriminator.discriminator_gradients, written out so
+# that each signature shows them; sharing them would take **kwargs, which hide them.
 def sweep_slopes(
     data: MNIST1D,
     sizes: Sequence[int],
