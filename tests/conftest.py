@@ -1,4 +1,9 @@
-"""Shared test settings. Keep this file small: helpers belong in the test module that uses them."""
+"""Shared test settings and the fixtures more than one test module uses.
+
+Keep this file small: a helper that one module uses belongs in that module.
+"""
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,3 +29,28 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def data():
+    """MNIST-1D as ``load_mnist1d()`` gives it, loaded once for the whole run.
+
+    Tests must not change it in place. A module that trains on fewer examples overrides it with
+    a module fixture ``def data(data): return data.subset(n_train, n_test)``.
+    """
+    from rectifiers.data import load_mnist1d
+
+    return load_mnist1d()
+
+
+@pytest.fixture(scope="module")
+def built_html() -> Path:
+    """The built book's HTML folder (``_build/html``); the test fails if the book is not built."""
+    # Imported here, not at the top: only the tests of the built book need its helpers.
+    from browser_helpers import html_dir, missing_build_message
+
+    html = html_dir()
+    problem = missing_build_message(html)
+    if problem:
+        pytest.fail(problem)
+    return html

@@ -1,15 +1,14 @@
 """rectifiers.batched: many MLPs at once, equal to training each one alone."""
 
-import doctest
-
 import pytest
 import torch
 import torch.nn.functional as F
+from doctest_helpers import assert_examples_pass
 from torch import nn
 
 import rectifiers.batched as batched_module
 from rectifiers.batched import BatchedHistory, BatchedMLP, batched_mlp, grid, train_batched
-from rectifiers.data import MNIST1D, load_mnist1d
+from rectifiers.data import MNIST1D
 from rectifiers.diagnostics import activation_stats
 from rectifiers.training import evaluate, mlp, train
 
@@ -17,11 +16,6 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 SIZES = [40, 12, 9, 10]
 ACTIVATIONS = [0.0, 0.01, 0.3, "prelu", "prelu_channelwise"]
-
-
-@pytest.fixture(scope="module")
-def data():
-    return load_mnist1d()
 
 
 @pytest.fixture(scope="module")
@@ -443,8 +437,7 @@ def test_train_batched_rejects_bad_arguments(small, kwargs, error, match):
 
 
 def test_docstring_examples():
-    result = doctest.testmod(batched_module, extraglobs={"torch": torch, "nn": nn})
-    assert result.attempted > 0 and result.failed == 0
+    assert_examples_pass(batched_module)
 
 
 def test_fixed_slope_activation_is_leaky_relu_bit_for_bit_forward_and_backward():

@@ -32,9 +32,7 @@ from browser_helpers import (
     chapter_docnames,
     find_chromium,
     heading_order_problems,
-    html_dir,
     is_chapter_notebook,
-    missing_build_message,
     output_problem,
     screenshot_dir,
     serve_directory,
@@ -141,15 +139,6 @@ def _no_browser(reason: str) -> None:
         f"!!! BROWSER TESTS NOT RUN: {reason}. Install Chromium (`make browser` does it as root "
         "on Debian) or set CHROMIUM_PATH !!!"
     )
-
-
-@pytest.fixture(scope="module")
-def built_html() -> Path:
-    html = html_dir()
-    problem = missing_build_message(html)
-    if problem:
-        pytest.fail(problem)
-    return html
 
 
 @pytest.fixture(scope="module")

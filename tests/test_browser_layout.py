@@ -24,8 +24,8 @@ from browser_helpers import (
 )
 from test_browser import CHAPTER_PAGES, PHONE, Session, _open, _settle
 
-# The browser, server and gatekeeper of test_browser.py, as this module's fixtures.
-built_html = shared.built_html
+# The browser, server and gatekeeper of test_browser.py, as this module's fixtures (the built
+# book, built_html, comes from conftest.py).
 chromium = shared.chromium
 session = shared.session
 

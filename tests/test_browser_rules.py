@@ -177,17 +177,22 @@ def test_normalise_text_ignores_case_and_punctuation() -> None:
     assert normalise_text("Delving Deep into {ImageNet}: 2015!") == "delvingdeepintoimagenet2015"
 
 
-def _site(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
+@pytest.fixture
+def crawl_site(tmp_path: Path):
+    """Write a site, given as ``{path: text}``, into a temporary folder and crawl it."""
+
+    def write_and_crawl(files: dict[str, str]):
+        for name, text in files.items():
+            path = tmp_path / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        return crawl(tmp_path)
+
+    return write_and_crawl
 
 
-def test_crawl_passes_a_consistent_site_and_counts_external_links(tmp_path: Path) -> None:
-    site = _site(
-        tmp_path,
+def test_crawl_passes_a_consistent_site_and_counts_external_links(crawl_site) -> None:
+    report = crawl_site(
         {
             "index.html": '<meta http-equiv="Refresh" content="0; url=chapters/intro.html" />',
             "chapters/intro.html": (
@@ -201,9 +206,8 @@ def test_crawl_passes_a_consistent_site_and_counts_external_links(tmp_path: Path
             "_static/vendor.html": '<a href="missing.html">not ours</a>',
             "_images/a b.png": "png",
             "sub/index.html": "<p>sub</p>",
-        },
+        }
     )
-    report = crawl(site)
     assert report.broken == []
     assert report.pages == 4  # _static is not crawled
     assert report.external == {"https://example.org/x"}
@@ -211,9 +215,8 @@ def test_crawl_passes_a_consistent_site_and_counts_external_links(tmp_path: Path
     assert report.internal == 7
 
 
-def test_crawl_finds_missing_pages_files_and_anchors(tmp_path: Path) -> None:
-    site = _site(
-        tmp_path,
+def test_crawl_finds_missing_pages_files_and_anchors(crawl_site) -> None:
+    broken = crawl_site(
         {
             "index.html": '<meta http-equiv="refresh" content="0; url=gone.html">',
             "a.html": (
@@ -222,9 +225,8 @@ def test_crawl_finds_missing_pages_files_and_anchors(tmp_path: Path) -> None:
             ),
             "b.html": '<p id="yes">b</p>',
             "s.css": "",
-        },
-    )
-    broken = crawl(site).broken
+        }
+    ).broken
     assert len(broken) == 5, broken
     assert any("gone.html" in item for item in broken)
     assert any("id='nope'" in item for item in broken)

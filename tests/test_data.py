@@ -1,6 +1,5 @@
 """rectifiers.data: MNIST-1D generated locally, standardised with training statistics, cached."""
 
-import doctest
 import random
 import sys
 from pathlib import Path
@@ -8,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from doctest_helpers import assert_examples_pass
 from mnist1d.data import get_dataset_args, make_dataset
 
 import rectifiers.data as data_module
@@ -296,8 +296,7 @@ def test_load_rejects_bad_arguments(tmp_cache, kwargs, error, match):
 
 def test_docstring_examples(monkeypatch):
     monkeypatch.delenv("RECTIFIERS_CACHE_DIR", raising=False)
-    result = doctest.testmod(data_module, extraglobs={"torch": torch})
-    assert result.attempted > 0 and result.failed == 0
+    assert_examples_pass(data_module)
 
 
 def test_standard_arguments_are_mnist1d_defaults():

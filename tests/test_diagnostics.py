@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from doctest_helpers import assert_examples_pass
 from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
@@ -252,9 +253,6 @@ def test_activation_stats_argument_errors():
 
 
 def test_docstring_examples():
-    import doctest
-
     import rectifiers.diagnostics as module
 
-    result = doctest.testmod(module, extraglobs={"torch": torch, "nn": torch.nn, "math": math})
-    assert result.attempted > 0 and result.failed == 0
+    assert_examples_pass(module)

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from doctest_helpers import assert_examples_pass
 
 from rectifiers.experiments.born_dead import BornDead, dead_probability, random_networks
 from rectifiers.init import kaiming_std
@@ -105,9 +106,6 @@ def test_random_networks_rejects_bad_input():
 
 
 def test_docstring_examples_run():
-    import doctest
-
     from rectifiers.experiments import born_dead
 
-    result = doctest.testmod(born_dead, extraglobs={"torch": torch})
-    assert result.attempted > 0 and result.failed == 0
+    assert_examples_pass(born_dead)

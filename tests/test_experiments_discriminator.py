@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from doctest_helpers import assert_examples_pass
 
 from rectifiers.batched import batched_mlp
 from rectifiers.data import load_mnist1d
@@ -76,9 +77,6 @@ def test_bad_input_is_rejected():
 
 
 def test_docstring_examples_run():
-    import doctest
-
     from rectifiers.experiments import discriminator
 
-    result = doctest.testmod(discriminator, extraglobs={"torch": torch})
-    assert result.attempted > 0 and result.failed == 0
+    assert_examples_pass(discriminator)

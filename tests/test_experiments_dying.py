@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from doctest_helpers import assert_examples_pass
 
 from rectifiers.batched import batched_mlp
-from rectifiers.data import load_mnist1d
 from rectifiers.diagnostics import dead_fraction, record_preactivations
 from rectifiers.experiments.dying import (
     DyingRun,
@@ -25,9 +25,11 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 SIZES = [40, 24, 24, 10]
 
 
+# deliberately repeated in test_experiments_slope_sweep.py: pytest's pattern of a module
+# cutting conftest.py's MNIST-1D to the size its checks need, then running its experiment once.
 @pytest.fixture(scope="module")
-def data():
-    return load_mnist1d().subset(400, 300)
+def data(data):
+    return data.subset(400, 300)
 
 
 @pytest.fixture(scope="module")
@@ -225,9 +227,6 @@ def test_network_returns_the_trained_network(data):
 
 
 def test_docstring_examples_run():
-    import doctest
-
     from rectifiers.experiments import dying
 
-    result = doctest.testmod(dying, extraglobs={"torch": torch})
-    assert result.attempted > 0 and result.failed == 0
+    assert_examples_pass(dying)

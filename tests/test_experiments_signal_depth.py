@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from doctest_helpers import assert_examples_pass
 
 from rectifiers.experiments.signal_depth import (
     INITS,
@@ -186,9 +187,6 @@ def test_default_init_signal_rejects_bad_arguments():
 
 
 def test_docstring_examples():
-    import doctest
-
     from rectifiers.experiments import signal_depth
 
-    result = doctest.testmod(signal_depth, extraglobs={"torch": torch})
-    assert result.attempted > 0 and result.failed == 0
+    assert_examples_pass(signal_depth)

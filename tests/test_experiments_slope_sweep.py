@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from doctest_helpers import assert_examples_pass
 
-from rectifiers.data import load_mnist1d
 from rectifiers.experiments.slope_sweep import agreement, perturbed, sweep_slopes
 from rectifiers.training import evaluate, mlp, train
 
@@ -14,9 +14,11 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 SIZES = [40, 12, 10]
 
 
+# deliberately repeated in test_experiments_dying.py: pytest's pattern of a module
+# cutting conftest.py's MNIST-1D to the size its checks need, then running its experiment once.
 @pytest.fixture(scope="module")
-def data():
-    return load_mnist1d().subset(300, 200)
+def data(data):
+    return data.subset(300, 200)
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +90,6 @@ def test_bad_input_is_rejected(data):
 
 
 def test_docstring_examples_run():
-    import doctest
-
     from rectifiers.experiments import slope_sweep
 
-    result = doctest.testmod(slope_sweep, extraglobs={"torch": torch})
-    assert result.attempted > 0 and result.failed == 0
+    assert_examples_pass(slope_sweep)

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from doctest_helpers import assert_examples_pass
 
 from rectifiers.batched import batched_mlp, grid, train_batched
 from rectifiers.data import load_mnist1d
@@ -141,9 +142,6 @@ def test_decay_exemption_rejects_bad_arguments(small_data):
 
 
 def test_docstring_examples():
-    import doctest
-
     from rectifiers.experiments import weight_decay
 
-    result = doctest.testmod(weight_decay, extraglobs={"torch": torch})
-    assert result.attempted > 0 and result.failed == 0
+    assert_examples_pass(weight_decay)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import doctest
 from types import SimpleNamespace
 
 import pytest
 import torch
+from doctest_helpers import assert_examples_pass
 
 from rectifiers import explorer as explorer_module
 from rectifiers import functional as rf
@@ -24,7 +24,7 @@ def _result():
 
 
 def test_doctests():
-    assert doctest.testmod(explorer_module).failed == 0
+    assert_examples_pass(explorer_module)
 
 
 def test_each_slider_step_shows_that_slopes_function_and_measurements():

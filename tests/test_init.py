@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+from doctest_helpers import assert_examples_pass
 from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
@@ -214,9 +215,6 @@ def test_module_type_error(bad):
 
 
 def test_docstring_examples():
-    import doctest
-
     import rectifiers.init as module
 
-    result = doctest.testmod(module, extraglobs={"torch": torch, "nn": torch.nn, "math": math})
-    assert result.attempted > 0 and result.failed == 0
+    assert_examples_pass(module)

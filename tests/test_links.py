@@ -15,8 +15,6 @@ from browser_helpers import (
     book_dir,
     cite_keys,
     crawl,
-    html_dir,
-    missing_build_message,
     normalise_text,
     source_file,
     toc_docnames,
@@ -26,15 +24,6 @@ from pybtex.database import parse_file
 from pybtex.richtext import Text
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def built_html() -> Path:
-    html = html_dir()
-    problem = missing_build_message(html)
-    if problem:
-        pytest.fail(problem)
-    return html
 
 
 def test_every_internal_link_and_anchor_resolves(built_html: Path) -> None:

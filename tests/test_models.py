@@ -1,9 +1,8 @@
 """rectifiers.models: the source material's SmallCNN."""
 
-import doctest
-
 import pytest
 import torch
+from doctest_helpers import assert_examples_pass
 from torch import nn
 
 import rectifiers.models
@@ -42,5 +41,4 @@ def test_bad_arguments(kwargs, error, match):
 
 
 def test_docstring_examples():
-    result = doctest.testmod(rectifiers.models)
-    assert result.attempted >= 1 and result.failed == 0
+    assert_examples_pass(rectifiers.models)

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from doctest_helpers import assert_examples_pass
 from torch import nn
 
 from rectifiers.optim import NORM_LAYERS, param_groups
@@ -213,9 +214,6 @@ def test_model_type_error(bad):
 
 
 def test_docstring_examples():
-    import doctest
-
     import rectifiers.optim as module
 
-    result = doctest.testmod(module, extraglobs={"torch": torch, "nn": torch.nn, "math": math})
-    assert result.attempted > 0 and result.failed == 0
+    assert_examples_pass(module)

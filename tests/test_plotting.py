@@ -1,7 +1,5 @@
 """rectifiers.plotting: the figure style, colours, confidence bands, labelled axes and legends."""
 
-import doctest
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -10,6 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from doctest_helpers import assert_examples_pass
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from scipy import stats  # noqa: E402
@@ -288,5 +287,4 @@ def test_check_figure_lists_what_is_missing():
 
 
 def test_docstring_examples(restore_rcparams):
-    result = doctest.testmod(plotting_module, extraglobs={"torch": torch, "matplotlib": matplotlib})
-    assert result.attempted > 0 and result.failed == 0
+    assert_examples_pass(plotting_module, matplotlib=matplotlib)

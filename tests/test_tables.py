@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pytest
 import torch
+from doctest_helpers import assert_examples_pass
 
 from rectifiers import tables
 from rectifiers.tables import table
 
 
 def test_doctests():
-    assert doctest.testmod(tables).failed == 0
+    assert_examples_pass(tables)
 
 
 def test_markdown_alignment_formats_and_escaping():

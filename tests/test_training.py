@@ -1,24 +1,19 @@
 """rectifiers.training: the mlp builder, the plain training loop and evaluate."""
 
-import doctest
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from doctest_helpers import assert_examples_pass
 from torch import nn
 
 import rectifiers.training as training_module
-from rectifiers.data import MNIST1D, load_mnist1d
+from rectifiers.data import MNIST1D
 from rectifiers.optim import param_groups
 from rectifiers.training import evaluate, make_optimizer, mlp, train
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-@pytest.fixture(scope="module")
-def data():
-    return load_mnist1d()
 
 
 @pytest.fixture(scope="module")
@@ -393,8 +388,7 @@ def test_evaluate_rejects_bad_arguments(model, x, y, error, match):
 
 
 def test_docstring_examples():
-    result = doctest.testmod(training_module, extraglobs={"torch": torch, "nn": nn})
-    assert result.attempted > 0 and result.failed == 0
+    assert_examples_pass(training_module)
 
 
 def test_data_orders_are_seeded_permutations_fresh_each_epoch():
