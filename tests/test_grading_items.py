@@ -482,3 +482,29 @@ def test_registry_contents():
                 for case in entry.public_cases():
                     entry.request(case)  # every public case can cross the boundary
     assert math.isclose(sum(i.points for i in EXAMPLES["00_examples"]), 10)
+
+
+def test_course_item_helpers_build_what_they_say():
+    from rectifiers.grading.items._common import ELEMENTWISE, mlp_spec, per_case_function
+
+    spec = mlp_spec((4, 6, 2), [("prelu", {})], seed=3)
+    assert spec == it.ModuleSpec(
+        (
+            ("linear", {"in_features": 4, "out_features": 6}),
+            ("prelu", {}),
+            ("linear", {"in_features": 6, "out_features": 2}),
+        ),
+        seed=3,
+    )
+    with pytest.raises(ValueError, match="activations must have len"):
+        mlp_spec((4, 6, 2), [])
+    item = per_case_function(
+        "demo.double",
+        1,
+        lambda x: 2 * x,
+        public=[],
+        hidden=lambda rng: [],
+        hint="",
+        tolerance=ELEMENTWISE,
+    )
+    assert (item.name, item.credit, item.rtol, item.atol) == ("double", "cases", 1e-6, 1e-7)
