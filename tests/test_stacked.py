@@ -387,3 +387,54 @@ def test_fixed_slopes_after_batch_norm_match_one_by_one_forward_and_backward():
         torch.testing.assert_close(batched.weights[1].grad[m], net[3].weight.grad.t())
         torch.testing.assert_close(batched.norm_weights["0"].grad[m], net[1].weight.grad)
     assert batched.weights[0].grad.abs().sum() > 0
+
+
+EXACT_LOSS = torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("models", "n"), [(40, 100), (7, 33), (1, 1), (3, 16)])
+def test_losses_equal_each_models_cross_entropy(dtype, models, n):
+    """``losses`` lays the classes along dim 0 for speed; its values, and the gradients that
+    reach a last layer before it, are those of each model's per-example ``F.cross_entropy``
+    averaged: bit for bit in float32 on AVX-512 (the CPU the chapters' outputs come from), to
+    rounding elsewhere."""
+    g = torch.Generator().manual_seed(models * 1000 + n)
+    exact = dtype == torch.float32 and EXACT_LOSS
+    for scale in (0.1, 3.0, 30.0):
+        h = torch.randn(models, n, 20, generator=g, dtype=dtype)
+        w = torch.randn(models, 20, 10, generator=g, dtype=dtype) * scale
+        b = torch.randn(models, 1, 10, generator=g, dtype=dtype)
+        y = torch.randint(0, 10, (models, n), generator=g)
+        weights = torch.rand(models, generator=g, dtype=dtype)
+        results = []
+        for loss in (
+            stacked_module.losses,
+            lambda z, y: torch.stack(
+                [F.cross_entropy(z[m], y[m], reduction="none").mean() for m in range(models)]
+            ),
+        ):
+            hh, ww, bb = (t.clone().requires_grad_() for t in (h, w, b))
+            value = loss(torch.baddbmm(bb, hh, ww), y)
+            (value * weights).sum().backward()
+            # The bias's gradient sums the logits' gradient over examples: in another layout
+            # it would sum in another order.
+            results.append((value, hh.grad, ww.grad, bb.grad))
+        for got, expected in zip(*results, strict=True):
+            if exact:
+                assert torch.equal(got, expected)
+            else:
+                tolerance = 1e-12 if dtype == torch.float64 else 1e-5
+                torch.testing.assert_close(got, expected, rtol=0, atol=tolerance * scale)
+
+
+def test_losses_shared_labels():
+    """Labels of shape (N,) are every model's."""
+    logits = torch.randn(3, 5, 10, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 9, 3, 3, 1])
+    torch.testing.assert_close(
+        stacked_module.losses(logits, y),
+        stacked_module.losses(logits, y.expand(3, 5)),
+        rtol=0,
+        atol=0,
+    )

@@ -1,4 +1,5 @@
-"""The pieces of a stacked MLP: reading ``nn.Sequential`` models and the batched activations.
+"""The pieces of a stacked MLP: reading ``nn.Sequential`` models, the batched activations and
+the batched loss.
 
 Private to :mod:`rectifiers.stacked`. A stacked layer's activations run over the model
 dimension in *runs*: consecutive models with the same activation share one call, so a sweep
@@ -177,3 +178,48 @@ def rectify(z: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
     """
     positive = F.relu(z)
     return positive + slope * (z - positive)
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """The identity, whose backward hands on its gradient made contiguous.
+
+    ``losses`` reads the logits through a permutation, so the gradient autograd returns for
+    them is a permuted view. The last layer's matrix products would accept it, but would sum
+    in another order than with the contiguous gradient ``F.cross_entropy`` returns, and so
+    round differently; one copy of the (M, N, classes) gradient keeps training bit for bit
+    as it was.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous()
+
+
+#: A float vector's width with AVX-512, the widest; see ``losses``.
+_CLASS_ROW_MULTIPLE = 16
+
+
+def losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each model's mean cross-entropy, shape (M,); ``y`` of shape (N,) or (M, N).
+
+    The log-softmax runs over dim 0 of the logits laid out as (classes, M * N), not over the
+    last dim as ``F.cross_entropy`` does: with 10 classes, fewer than a vector's 16 floats,
+    PyTorch's last-dim kernel handles one row at a time (0.5 ms forward and 0.2 ms backward
+    for 40 models of 100 examples, a fifth of a training step); the other layout is vectorised
+    across examples, about 15 times faster. Both take each example's maximum, sum its
+    ``exp(x - max)`` in class order with the same vectorised ``exp`` and return
+    ``x - max - log(sum)``: in float32 on an AVX-512 CPU, values and gradients equal each
+    model's ``F.cross_entropy(..., reduction="none").mean()`` bit for bit (tested). The row
+    is padded to a multiple of 16 examples, since that kernel's leftover columns would use the
+    C library's ``exp``. In float64, or with shorter vectors, the last-dim kernel sums in
+    another order, and the two differ by rounding (about 1e-16 in float64).
+    """
+    models, n, classes = logits.shape
+    flat = _ContiguousGrad.apply(logits).permute(2, 0, 1).reshape(classes, models * n)
+    flat = F.pad(flat, (0, -(models * n) % _CLASS_ROW_MULTIPLE))
+    picked = F.log_softmax(flat, dim=0).gather(0, y.expand(models, n).reshape(1, models * n))
+    return -picked.view(models, n).mean(dim=1)

@@ -28,6 +28,7 @@ from rectifiers._stacking import (
     SMOOTH,
     Layout,
     LeakyRuns,
+    losses,
     parse,
     rectify,
     runs_of,
@@ -37,7 +38,7 @@ from rectifiers.diagnostics import dead_fraction_of_peaks
 from rectifiers.models import Residual
 from rectifiers.training import PRELU_KINDS
 
-__all__ = ["BatchedMLP"]
+__all__ = ["BatchedMLP", "losses"]
 
 #: The slope statistics report for RReLU: the mean of U(1/8, 1/3), its evaluation slope.
 RRELU_SLOPE = (RRELU_LOWER + RRELU_UPPER) / 2
@@ -573,16 +574,3 @@ def _check_seeds(seeds: object, count: int | None = None) -> list[int]:
         expected = "non-empty" if count is None else f"of length {count}, one per model"
         raise ValueError(f"seeds must be {expected}, got {len(seeds)} seeds")
     return seeds
-
-
-def losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Each model's mean cross-entropy, shape (M,); ``y`` of shape (N,) or (M, N)."""
-    models, n, classes = logits.shape
-    y = y.expand(models, n)
-    return (
-        F.cross_entropy(
-            logits.reshape(models * n, classes), y.reshape(models * n), reduction="none"
-        )
-        .view(models, n)
-        .mean(dim=1)
-    )
