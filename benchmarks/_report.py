@@ -259,7 +259,7 @@ def _training(results: dict) -> list[str]:
                 "matmul": "matrix products",
                 "optimizer": "optimizer (fused Adam)",
                 "activation": "activations",
-                "loss": "loss (log-softmax, NLL)",
+                "loss": "loss (log-softmax, NLL or gather)",
             }
             profile_rows = []
             for group in groups:

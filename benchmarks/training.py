@@ -243,6 +243,9 @@ KERNELS = {
         "aten::_log_softmax_backward_data",
         "aten::nll_loss_forward",
         "aten::nll_loss_backward",
+        # The batched trainer picks each example's log-probability with gather (see losses).
+        "aten::gather",
+        "aten::scatter_add_",
     ),
 }
 
