@@ -512,6 +512,12 @@ def _microtimings(results: dict) -> list[str]:
                 "the same logits as (40, 10, 100): classes in the middle dimension",
                 f"{fmt(ce['middle_dim_ms'])} ms",
             ],
+            [
+                "the batched trainer's `losses` on the same logits (classes first, padded)",
+                f"{fmt(ce['stacked_losses_ms'])} ms"
+                if "stacked_losses_ms" in ce
+                else "not measured",
+            ],
             [f"`torch.where(mask, x, zeros)`, {size} floats, 1 thread", f"{el['where_us']} µs"],
             [f"`x * 0.01`, {size} floats, 1 thread", f"{el['multiply_us']} µs"],
             [f"`F.leaky_relu(x, 0.01)`, {size} floats, 1 thread", f"{el['leaky_relu_us']} µs"],

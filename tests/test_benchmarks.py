@@ -880,7 +880,11 @@ def _sample_sections():
         ),
         "microtimings": _section(
             {
-                "cross_entropy": {"last_dim_ms": 1.1, "middle_dim_ms": 0.26},
+                "cross_entropy": {
+                    "last_dim_ms": 1.1,
+                    "middle_dim_ms": 0.26,
+                    "stacked_losses_ms": 0.27,
+                },
                 "elementwise": {"where_us": 309.0, "multiply_us": 11.0, "leaky_relu_us": 16.0},
                 "clone_us_by_threads": {"1": 18.0, "2": 25.0},
                 "matmul_gflops_by_threads": {
@@ -966,7 +970,7 @@ def test_microtimings_measure_every_timing():
         *results["clone_us_by_threads"].values(),
         *(v for by in results["matmul_gflops_by_threads"].values() for v in by.values()),
     ]
-    assert len(values) == 2 + 3 + 2 + 4 and all(v > 0 for v in values)
+    assert len(values) == 3 + 3 + 2 + 4 and all(v > 0 for v in values)
 
 
 def test_render_of_missing_failed_and_quick_sections():
