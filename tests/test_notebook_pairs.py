@@ -44,6 +44,15 @@ def test_pair_is_in_sync(md):
     assert pair_problems(md) == []
 
 
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_code_cell_was_executed_in_one_fresh_run(notebook):
+    """nbval compares the stored outputs, so a cell synced in but never run (no execution count)
+    would be checked against nothing; one fresh run numbers the code cells 1, 2, 3, ..."""
+    cells = nbformat.read(notebook, as_version=4).cells
+    counts = [cell.get("execution_count") for cell in cells if cell.cell_type == "code"]
+    assert counts == list(range(1, len(counts) + 1))
+
+
 def _copy_pair(tmp_path: Path) -> Path:
     md = REPO / "solutions" / "02_derivatives.md"
     for suffix in (".md", ".ipynb"):
