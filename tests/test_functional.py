@@ -502,7 +502,7 @@ def test_docstring_examples():
 
 @pytest.mark.parametrize("name", ["leaky_relu", "leaky_relu_grad"])
 def test_slope_taking_functions_document_their_errors(name):
-    # Their Raises section is written once in the module and put into each docstring at import.
+    # Each documents its errors in full, as torch.nn.functional does (functional.py says why).
     doc = getattr(R, name).__doc__
     assert "(slope errors)" not in doc
     assert "    Raises:\n        TypeError: if ``x`` is not a floating-point tensor" in doc

@@ -65,29 +65,6 @@ def _slope(negative_slope: object, dtype: torch.dtype) -> torch.Tensor:
     return torch.tensor(slope, dtype=compute)
 
 
-# What check_float_tensor and _slope raise for an (x, negative_slope) pair, written once. Each
-# function that takes the pair gets it in its docstring in place of the line "Raises: (slope
-# errors)", so that its API entry is complete on its own.
-_SLOPE_ERRORS = """\
-    Raises:
-        TypeError: if ``x`` is not a floating-point tensor or ``negative_slope`` is not a real
-            number.
-        ValueError: if ``negative_slope`` is NaN, infinite, or too large for float32 with an
-            input that is not float64.
-"""
-
-
-def _raises_slope_errors(function):
-    """Put :data:`_SLOPE_ERRORS` into ``function``'s docstring at its "Raises: (slope errors)"."""
-    doc = function.__doc__
-    if doc is not None:  # None under python -OO, which drops docstrings
-        marker = "    Raises: (slope errors)\n"
-        if marker not in doc:
-            raise AssertionError(f"{function.__name__}'s docstring has no {marker.strip()!r} line")
-        function.__doc__ = doc.replace(marker, _SLOPE_ERRORS)
-    return function
-
-
 def relu(x):
     r"""Rectified linear unit, applied elementwise.
 
@@ -116,7 +93,6 @@ def relu(x):
     return torch.where(x < 0, x.new_zeros(()), x)
 
 
-@_raises_slope_errors
 def leaky_relu(x, negative_slope=0.01):
     r"""Leaky rectified linear unit (Maas et al., 2013), applied elementwise.
 
@@ -137,7 +113,11 @@ def leaky_relu(x, negative_slope=0.01):
     Returns:
         A new tensor with the shape and dtype of ``x``.
 
-    Raises: (slope errors)
+    Raises:
+        TypeError: if ``x`` is not a floating-point tensor or ``negative_slope`` is not a real
+            number.
+        ValueError: if ``negative_slope`` is NaN, infinite, or too large for float32 with an
+            input that is not float64.
 
     Example:
         >>> leaky_relu(torch.tensor([-5.0, 0.0, 2.0]), negative_slope=0.1)
@@ -244,7 +224,8 @@ def relu_grad(x):
     return torch.where(x <= 0, x.new_zeros(()), x.new_ones(()))
 
 
-@_raises_slope_errors
+# Its Args/Returns/Raises repeat leaky_relu's on purpose: each public function documents itself
+# in full, as torch.nn.functional does, so its API entry reads without the other's.
 def leaky_relu_grad(x, negative_slope=0.01):
     r"""Derivative of :func:`leaky_relu`, elementwise, with PyTorch autograd's convention.
 
@@ -263,7 +244,11 @@ def leaky_relu_grad(x, negative_slope=0.01):
     Returns:
         A new tensor with the shape and dtype of ``x``.
 
-    Raises: (slope errors)
+    Raises:
+        TypeError: if ``x`` is not a floating-point tensor or ``negative_slope`` is not a real
+            number.
+        ValueError: if ``negative_slope`` is NaN, infinite, or too large for float32 with an
+            input that is not float64.
 
     Example:
         >>> leaky_relu_grad(torch.tensor([-1.0, 0.0, 2.0]), negative_slope=0.25)
