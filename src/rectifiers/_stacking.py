@@ -208,9 +208,9 @@ def losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
     The log-softmax runs over dim 0 of the logits laid out as (classes, M * N), not over the
     last dim as ``F.cross_entropy`` does: with 10 classes, fewer than a vector's 16 floats,
-    PyTorch's last-dim kernel handles one row at a time (0.5 ms forward and 0.2 ms backward
-    for 40 models of 100 examples, a fifth of a training step); the other layout is vectorised
-    across examples, about 15 times faster. Both take each example's maximum, sum its
+    PyTorch's last-dim kernel handles one row at a time, while the other layout is vectorised
+    across examples (forward and backward about five times faster: the micro-timings of the
+    book's Performance page). Both take each example's maximum, sum its
     ``exp(x - max)`` in class order with the same vectorised ``exp`` and return
     ``x - max - log(sum)``: in float32 on an AVX-512 CPU, values and gradients equal each
     model's ``F.cross_entropy(..., reduction="none").mean()`` bit for bit (tested). The row
